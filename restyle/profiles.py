@@ -1,0 +1,80 @@
+"""The three deployment profiles: one spec each, rendered through the one config template."""
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    kind: str  # Triton instance kind for the models that hold weights
+    device: str  # torch / onnxruntime device
+    dtype: str  # "float32" | "float16"
+    working_long_side: int
+    size_multiple: int
+    detection_size: int
+    depth_size: int
+    model_size: str  # "tiny" (random small configs) | "full" (real architectures)
+    sam2_config: str
+    onnx_serving: str  # "python" (onnxruntime inside a python model) | "onnxruntime" (Triton's backend)
+    tensorrt: bool = False
+    default_steps: int = 20
+    max_steps: int = 50
+    max_output_side: int = 2048
+    max_input_pixels: int = 40_000_000
+    instances: dict[str, int] = field(default_factory=dict)
+    # Dynamic batching only where the model has a batch axis (the ONNX models); the queue
+    # delay trades a little latency for GPU occupancy under concurrent requests.
+    batching: dict[str, int] = field(default_factory=dict)  # model -> max_batch_size
+    max_queue_delay_us: int = 2000
+
+    def instance_count(self, model: str) -> int:
+        return self.instances.get(model, 1)
+
+
+PROFILES: dict[str, Profile] = {
+    "tiny": Profile(
+        name="tiny",
+        description="CPU, random-initialised small configs of the real architectures (tests, demo)",
+        kind="KIND_CPU", device="cpu", dtype="float32",
+        working_long_side=256, size_multiple=8, detection_size=320, depth_size=64,
+        model_size="tiny", sam2_config="configs/sam2.1/sam2.1_hiera_t.yaml",
+        onnx_serving="python", default_steps=20, max_steps=50,
+        batching={"detection": 4, "depth": 4},
+    ),
+    # Memory budget on one 16 GB T4 (fp16, one CUDA context per python instance ~0.3-0.5 GB):
+    #   diffusion_engine  SD1.5 UNet 1.7 GB + 2 ControlNets 1.4 GB + VAE/text 0.4 GB
+    #                     + activations at 512x512 with slicing ~2.5 GB             ≈ 6.5 GB
+    #   depth  DPT-Large fp16 0.7 GB + TensorRT workspace, 1 instance               ≈ 1.5 GB
+    #   detection  YOLOv8s, 2 instances                                              ≈ 0.6 GB
+    #   segmentation  SAM2.1 hiera-tiny 0.08 GB + image embedding activations       ≈ 1.0 GB
+    #   room_classification  CLIP ViT-B/32 0.3 GB                                    ≈ 0.7 GB
+    #   CUDA contexts of 5 GPU processes                                             ≈ 2.0 GB
+    #   total ≈ 12.3 GB, leaving ~3.5 GB headroom; CPU-only steps (preprocess, edges,
+    #   postprocess, quality, stream orchestration) take no GPU memory.
+    "t4": Profile(
+        name="t4",
+        description="one 16 GB NVIDIA T4, fp16, real checkpoints (or --random-weights for speed runs)",
+        kind="KIND_GPU", device="cuda", dtype="float16",
+        working_long_side=512, size_multiple=64, detection_size=640, depth_size=384,
+        model_size="full", sam2_config="configs/sam2.1/sam2.1_hiera_t.yaml",
+        onnx_serving="onnxruntime", tensorrt=True, default_steps=20, max_steps=50,
+        instances={"detection": 2, "preprocess": 2, "postprocess": 2, "edges": 2, "quality": 2},
+        batching={"detection": 8, "depth": 4},
+    ),
+    "cpu": Profile(
+        name="cpu",
+        description="CPU, real checkpoints (slow but real without a GPU)",
+        kind="KIND_CPU", device="cpu", dtype="float32",
+        working_long_side=512, size_multiple=64, detection_size=640, depth_size=384,
+        model_size="full", sam2_config="configs/sam2.1/sam2.1_hiera_t.yaml",
+        onnx_serving="python", default_steps=20, max_steps=50,
+        batching={"detection": 4, "depth": 4},
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile '{name}'; choose one of: {', '.join(PROFILES)}") from None

@@ -1,0 +1,180 @@
+"""Run a real tritonserver without Docker, from the nvidia-pytriton wheel.
+
+The wheel carries tritonserver 2.51 and its python backend; the backend's stub embeds the
+interpreter whose libpython it finds, and that interpreter picks its site-packages from the
+first `python3` on PATH, so the venv's bin goes first (else the system's numpy 2 is loaded,
+and the 2.51 backend returns empty tensors under numpy 2).
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytriton
+
+from restyle.settings import get_settings
+
+WHEEL_ROOT = Path(pytriton.__file__).resolve().parent / "tritonserver"
+LIBS = Path(pytriton.__file__).resolve().parent.parent / "nvidia_pytriton.libs"
+
+
+class TritonStartError(RuntimeError):
+    pass
+
+
+@dataclass
+class TritonServer:
+    pid: int
+    host: str
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+    log: Path
+    profile: str
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.host}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.host}:{self.metrics_port}/metrics"
+
+    def alive(self) -> bool:
+        try:
+            os.kill(self.pid, 0)
+        except OSError:
+            return False
+        # A zombie (exited child not yet reaped) still answers kill(0).
+        stat = Path(f"/proc/{self.pid}/stat")
+        return stat.exists() and stat.read_text().split()[2] != "Z"
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def stop(self, timeout_s: float = 60) -> None:
+        if not self.alive():
+            return
+        os.kill(self.pid, signal.SIGTERM)  # graceful: Triton finishes in-flight requests
+        deadline = time.monotonic() + timeout_s
+        while self.alive() and time.monotonic() < deadline:
+            _reap(self.pid)
+            time.sleep(0.2)
+        if self.alive():
+            os.killpg(self.pid, signal.SIGKILL)
+        _reap(self.pid)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def backend_dir(run_dir: Path) -> Path:
+    """A backends folder holding the python backend with the stub for this interpreter."""
+    target = run_dir / "backends" / "python"
+    stub = WHEEL_ROOT / "python_backend_stubs" / f"{sys.version_info.major}.{sys.version_info.minor}"
+    if not stub.exists():
+        raise TritonStartError(f"the pytriton wheel has no python backend stub for Python {sys.version}")
+    target.mkdir(parents=True, exist_ok=True)
+    sources = [*(WHEEL_ROOT / "backends" / "python").glob("*.so"),
+               WHEEL_ROOT / "backends" / "python" / "triton_python_backend_utils.py",
+               stub / "triton_python_backend_stub"]
+    for src in sources:
+        dst = target / src.name
+        if not dst.exists() or dst.stat().st_size != src.stat().st_size:
+            shutil.copy2(src, dst)
+    return target.parent
+
+
+def server_env() -> dict[str, str]:
+    env = dict(os.environ)
+    libdirs = [str(LIBS), sysconfig.get_config_var("LIBDIR")]
+    env["LD_LIBRARY_PATH"] = os.pathsep.join([*libdirs, env.get("LD_LIBRARY_PATH", "")]).strip(os.pathsep)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    # Several python models share few cores; one thread each avoids oversubscription.
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // 2)))
+    env.setdefault("YOLO_OFFLINE", "1")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    return env
+
+
+def _state_file(run_dir: Path) -> Path:
+    return run_dir / "triton.json"
+
+
+def start(profile: str, http_port: int, grpc_port: int, metrics_port: int, *,
+          repository: Path | None = None, run_dir: Path | None = None, timeout_s: float | None = None,
+          on_wait=None) -> TritonServer:
+    """Start tritonserver in its own session and return once every model is ready."""
+    settings = get_settings()
+    repository = repository or settings.model_repository
+    run_dir = run_dir or settings.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = run_dir / f"triton-{http_port}.log"
+    cmd = [str(WHEEL_ROOT / "bin" / "tritonserver"),
+           f"--model-repository={repository}",
+           f"--backend-directory={backend_dir(run_dir)}",
+           f"--http-port={http_port}", f"--grpc-port={grpc_port}", f"--metrics-port={metrics_port}",
+           "--exit-on-error=true", "--strict-readiness=true",
+           # Images travel between python models through shared memory: start big enough
+           # for a working-size image and grow in large steps.
+           "--backend-config=python,shm-default-byte-size=33554432",
+           "--backend-config=python,shm-growth-byte-size=16777216"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=server_env(),
+                                start_new_session=True)
+    server = TritonServer(proc.pid, settings.triton_host, http_port, grpc_port, metrics_port, log, profile)
+    deadline = time.monotonic() + (timeout_s or settings.triton_start_timeout_s)
+    while not server.ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            server.stop(timeout_s=5)
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+            raise TritonStartError(f"tritonserver did not become ready (log: {log}):\n{tail}")
+        if on_wait:
+            on_wait(server)
+        time.sleep(0.5)
+    _state_file(run_dir).write_text(json.dumps({**server.__dict__, "log": str(log)}))
+    return server
+
+
+def current(run_dir: Path | None = None) -> TritonServer | None:
+    """The server `restyle triton start` left running, if it still runs."""
+    state = _state_file(run_dir or get_settings().run_dir)
+    if not state.exists():
+        return None
+    data = json.loads(state.read_text())
+    server = TritonServer(**{**data, "log": Path(data["log"])})
+    return server if server.alive() else None
+
+
+def stop_current(run_dir: Path | None = None) -> TritonServer | None:
+    server = current(run_dir)
+    if server:
+        server.stop()
+    _state_file(run_dir or get_settings().run_dir).unlink(missing_ok=True)
+    return server
+
+
+def model_states(server: TritonServer) -> dict[str, str]:
+    """Model name -> state, from the repository index."""
+    req = urllib.request.Request(f"http://{server.http_url}/v2/repository/index", data=b"{}", method="POST")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return {m["name"]: m.get("state", "UNKNOWN") for m in json.loads(r.read())}

@@ -1,0 +1,145 @@
+"""What every model.py shares: config parameters, typed tensors in and out, errors as Triton errors.
+
+Imported only inside tritonserver's python backend (it needs triton_python_backend_utils).
+"""
+import json
+import traceback
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from restyle.profiles import get_profile
+
+NUMPY_TYPES = {"STRING": np.object_, "BOOL": np.bool_, "UINT8": np.uint8, "INT32": np.int32,
+               "INT64": np.int64, "FP32": np.float32}
+
+
+def tensor_type(config_type: str) -> type:
+    return NUMPY_TYPES[config_type.removeprefix("TYPE_")]
+
+
+def read_inputs(request, names) -> dict:
+    """Present inputs as numpy arrays; STRING tensors as Python str (one) or list[str]."""
+    values = {}
+    for name in names:
+        tensor = pb_utils.get_input_tensor_by_name(request, name)
+        if tensor is None:
+            continue
+        array = tensor.as_numpy()
+        if array.dtype == np.object_:
+            texts = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in array.reshape(-1)]
+            values[name] = texts[0] if array.size == 1 else texts
+        else:
+            values[name] = array
+    return values
+
+
+def scalar(inputs: dict, name: str, default=None):
+    value = inputs.get(name)
+    if value is None:
+        return default
+    return value if isinstance(value, str) else value.reshape(-1)[0].item()
+
+
+class StageModel:
+    """Base for the request/response models: subclasses implement setup() and run(inputs)."""
+
+    def initialize(self, args):
+        self.config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in self.config.get("parameters", {}).items()}
+        self.profile = get_profile(params["profile"])
+        self.artifacts = Path(params["artifacts_dir"])
+        self.version_dir = Path(args["model_repository"]) / args["model_version"]
+        self.input_names = [t["name"] for t in self.config["input"]]
+        self.output_types = {t["name"]: tensor_type(t["data_type"]) for t in self.config["output"]}
+        self.setup()
+
+    def setup(self):
+        pass
+
+    def run(self, inputs: dict) -> dict:
+        raise NotImplementedError
+
+    def response(self, outputs: dict):
+        tensors = [pb_utils.Tensor(name, np.asarray(value, dtype=self.output_types[name]))
+                   for name, value in outputs.items()]
+        return pb_utils.InferenceResponse(output_tensors=tensors)
+
+    def execute(self, requests):
+        return [self._answer(request) for request in requests]
+
+    def _answer(self, request):
+        try:
+            return self.response(self.run(read_inputs(request, self.input_names)))
+        except Exception as exc:  # every failure becomes that request's error, never the server's
+            return pb_utils.InferenceResponse(error=pb_utils.TritonError(error_message(self.config["name"], exc)))
+
+
+def error_message(model: str, exc: Exception) -> str:
+    if isinstance(exc, ValueError):  # bad input: the message names the problem
+        return f"{model}: {exc}"
+    pb_utils.Logger.log_error(traceback.format_exc())
+    return f"{model}: internal error ({type(exc).__name__}: {exc}); see the server log"
+
+
+def strings(values) -> np.ndarray:
+    return np.array([v.encode("utf-8") for v in values], dtype=np.object_)
+
+
+def bls(model: str, inputs: dict, output_names: list[str], decoupled: bool = False):
+    """Call another model in this server; inputs are numpy arrays or str."""
+    tensors = [pb_utils.Tensor(name, strings([value]) if isinstance(value, str) else value)
+               for name, value in inputs.items()]
+    request = pb_utils.InferenceRequest(model_name=model, inputs=tensors, requested_output_names=output_names)
+    return request.exec(decoupled=decoupled)
+
+
+def outputs_of(response, names) -> dict:
+    if response.has_error():
+        raise PipelineError(response.error().message())
+    found = {}
+    for name in names:
+        tensor = pb_utils.get_output_tensor_by_name(response, name)
+        if tensor is not None:
+            found[name] = tensor.as_numpy()
+    return found
+
+
+class PipelineError(ValueError):
+    """A downstream model refused the request; its message is passed on unchanged."""
+
+
+OPTION_FIELDS = {"PROMPT": "prompt", "SEED": "seed", "STEPS": "steps", "GUIDANCE": "guidance",
+                 "DEPTH_SCALE": "depth_scale", "CANNY_SCALE": "canny_scale", "MODE": "mode"}
+
+
+def generation_params(inputs: dict, profile, room_type: str | None = None):
+    """GenerationParams from the request's tensors, validated against the profile's limits."""
+    from restyle.diffusion import GenerationParams
+    from restyle.styles import build_prompt
+
+    style = scalar(inputs, "STYLE")
+    if not style:
+        raise ValueError("STYLE is required (e.g. modern, scandinavian, boho, industrial, minimalist)")
+    given = {field: scalar(inputs, name) for name, field in OPTION_FIELDS.items() if name in inputs}
+    given.setdefault("steps", profile.default_steps)
+    if given.get("prompt") == "":
+        given["prompt"] = None
+    params = GenerationParams(style=style.strip().lower(), room_type=room_type, **given)
+    params.validate(profile.max_steps)
+    build_prompt(params.style, room_type, params.prompt)  # unknown style or overlong prompt -> ValueError
+    return params
+
+
+class OnnxStageModel(StageModel):
+    """An exported ONNX model run by onnxruntime inside a python model, for servers without
+    Triton's onnxruntime backend: same name, tensors and model.onnx as that backend serves."""
+
+    def setup(self):
+        from restyle.detection import OnnxModel
+
+        self.session = OnnxModel(self.version_dir / "model.onnx", self.profile.device)
+
+    def run(self, inputs):
+        return self.session(**inputs)
