@@ -109,7 +109,7 @@ def parse_result(get: Callable[[str], np.ndarray | None], timings: dict | None =
         image_jpeg=get("IMAGE_JPEG").tobytes(), room_type=_texts(get("ROOM_TYPE"))[0],
         room_confidence=float(get("ROOM_CONFIDENCE").reshape(-1)[0]), is_room=bool(get("IS_ROOM").reshape(-1)[0]),
         detections=detections, quality_score=float(get("QUALITY_SCORE").reshape(-1)[0]),
-        quality_flags=_texts(get("QUALITY_FLAGS")), seed=int(get("SEED").reshape(-1)[0]),
+        quality_flags=_texts(get("QUALITY_FLAGS")), seed=int(get("SEED_USED").reshape(-1)[0]),
         timings=timings or {}, depth_map=get("DEPTH_MAP"), edge_map=get("EDGE_MAP"))
 
 

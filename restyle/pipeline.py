@@ -68,7 +68,7 @@ RESULT_OUTPUTS = [
     Tensor("ROOM_TYPE", "STRING", (1,)), Tensor("ROOM_CONFIDENCE", "FP32", (1,)),
     Tensor("IS_ROOM", "BOOL", (1,)),
     Tensor("QUALITY_SCORE", "FP32", (1,)), Tensor("QUALITY_FLAGS", "STRING", (-1,)),
-    Tensor("SEED", "INT64", (1,)),
+    Tensor("SEED_USED", "INT64", (1,)),
     Tensor("DEPTH_MAP", "FP32", (1, -1, -1)), Tensor("EDGE_MAP", "UINT8", (-1, -1)),
 ]
 PROGRESS_OUTPUTS = [
@@ -99,7 +99,7 @@ def steps() -> list[Step]:
         Step("diffusion",
              {"IMAGE": "IMAGE", "DEPTH": "DEPTH_MAP", "EDGES": "EDGE_MAP", "FURNITURE_MASK": "FURNITURE_MASK",
               "ROOM_TYPE": "ROOM_TYPE", "STYLE": "STYLE", **opts},
-             {"RESTYLED": "RESTYLED", "SEED_USED": "SEED"}, "diffusion", 0.70),
+             _identity("RESTYLED", "SEED_USED"), "diffusion", 0.70),
         Step("quality", {"IMAGE": "IMAGE", "RESTYLED": "RESTYLED", "EDGES": "EDGE_MAP", "DEPTH": "DEPTH_MAP"},
              _identity("QUALITY_SCORE", "QUALITY_FLAGS"), "quality", 0.03),
         Step("postprocess", _identity("RESTYLED", "SIZES"), _identity("IMAGE_JPEG"), "postprocess", 0.03),
