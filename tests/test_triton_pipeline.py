@@ -211,3 +211,12 @@ def test_raw_http_call_without_optional_inputs(triton_server, room_jpeg):
     assert result.as_numpy("IMAGE_JPEG").tobytes()[:2] == b"\xff\xd8"
     with pytest.raises(InferenceServerException):
         client.infer("room_restyle", inputs[:1])  # STYLE missing
+
+
+def test_perf_analyzer_runs_against_the_ensemble(triton_server, room_jpeg, tmp_path):
+    from restyle import perf
+
+    done = perf.run(triton_server.http_url, room_jpeg, tmp_path, steps=2, windows=2)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Throughput" in done.stdout and "Avg latency" in done.stdout
+    assert (tmp_path / "perf.csv").read_text().startswith("Concurrency")
