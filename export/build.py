@@ -39,6 +39,15 @@ def build(profile: Profile, artifacts_root: Path, repository: Path, *, weights: 
             bar.update(task, description=f"building {profile.name}: {name}")
             manifest["models"][name] = builder(out_dir, weights=weights, size=profile.model_size, seed=seed)
             bar.advance(task)
+    _check_sizes(profile, manifest["models"])
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     render_repository(profile, out_dir, repository)
     return manifest
+
+
+def _check_sizes(profile: Profile, models: dict) -> None:
+    """The exported graphs' fixed input sizes must be the ones the profile's configs declare."""
+    built = {"detection": models["detection"]["imgsz"], "depth": models["depth"]["image_size"]}
+    wanted = {"detection": profile.detection_size, "depth": profile.depth_size}
+    if built != wanted:
+        raise ValueError(f"exported input sizes {built} differ from profile '{profile.name}' {wanted}")

@@ -36,7 +36,7 @@ PROFILES: dict[str, Profile] = {
         name="tiny",
         description="CPU, random-initialised small configs of the real architectures (tests, demo)",
         kind="KIND_CPU", device="cpu", dtype="float32",
-        working_long_side=256, size_multiple=8, detection_size=320, depth_size=64,
+        working_long_side=256, size_multiple=8, detection_size=320, depth_size=96,
         model_size="tiny", sam2_config="configs/sam2.1/sam2.1_hiera_t.yaml",
         onnx_serving="python", default_steps=20, max_steps=50,
         batching={"detection": 4, "depth": 4},
