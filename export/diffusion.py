@@ -1,0 +1,221 @@
+"""Build the diffusion artifacts: SD1.5 pipeline folder + depth and canny ControlNets.
+
+Writes ``out_dir/diffusion/{sd,controlnet_depth,controlnet_canny}``, the layout
+``restyle.diffusion.Restyler.load`` reads:
+
+* ``size="tiny"`` (weights None): tiny random configs of the real architectures, in the
+  spirit of diffusers' own pipeline tests (``get_dummy_components``): UNet and two
+  ControlNets with block_out_channels (32, 64), a small AutoencoderKL with the SD
+  latent factor 8, a 2-layer CLIP text encoder over the tiny tokenizer of
+  ``export.tokenizer``. Seeded (``torch.manual_seed(seed)`` before every component), so
+  two builds write byte-identical safetensors. 256x256 working resolution, 20 steps,
+  a few seconds on CPU.
+* ``size="full"`` (weights None): the full SD1.5 architecture (UNet 860M, 2 ControlNets
+  ~360M each, SD VAE, CLIP ViT-L/14 text encoder) with random fp16 weights. **For speed
+  measurement only**: the images are noise, and the text encoder uses the tiny tokenizer
+  (vocabulary of a few hundred characters instead of 49408 BPE tokens). ~5 GB on disk.
+* ``weights=DIR``: real checkpoints in Hugging Face snapshot layout, symlinked (not
+  copied) into place::
+
+      DIR/stable-diffusion-v1-5/      model_index.json, unet/, vae/, text_encoder/, ...
+      DIR/control_v11f1p_sd15_depth/  config.json, diffusion_pytorch_model.safetensors
+      DIR/control_v11p_sd15_canny/    config.json, diffusion_pytorch_model.safetensors
+
+  Get them (on a machine with network access; not run here) with::
+
+      huggingface-cli download stable-diffusion-v1-5/stable-diffusion-v1-5 \\
+          --local-dir DIR/stable-diffusion-v1-5 \\
+          --exclude "*.ckpt" "*.bin" "*fp16*" "*non_ema*" "*.msgpack" "*.onnx*"
+      huggingface-cli download lllyasviel/control_v11f1p_sd15_depth \\
+          --local-dir DIR/control_v11f1p_sd15_depth --exclude "*.bin" "*fp16*"
+      huggingface-cli download lllyasviel/control_v11p_sd15_canny \\
+          --local-dir DIR/control_v11p_sd15_canny --exclude "*.bin" "*fp16*"
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from export.tokenizer import write_tiny_clip_tokenizer
+
+COMPONENTS = ("sd", "controlnet_depth", "controlnet_canny")
+
+# folder under --weights -> (folder under diffusion/, file that proves it is there, hub repo)
+WEIGHT_FOLDERS = {
+    "stable-diffusion-v1-5": ("sd", "model_index.json", "stable-diffusion-v1-5/stable-diffusion-v1-5"),
+    "control_v11f1p_sd15_depth": ("controlnet_depth", "config.json", "lllyasviel/control_v11f1p_sd15_depth"),
+    "control_v11p_sd15_canny": ("controlnet_canny", "config.json", "lllyasviel/control_v11p_sd15_canny"),
+}
+
+WORKING_RESOLUTION = {"tiny": 256, "full": 512}
+SIZES = tuple(WORKING_RESOLUTION)
+
+# SD1.5's own scheduler config (PNDM); Restyler.load turns it into UniPC for 20-step runs.
+SD15_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                      num_train_timesteps=1000, set_alpha_to_one=False, skip_prk_steps=True,
+                      steps_offset=1, prediction_type="epsilon")
+
+
+# ---------------------------------------------------------------------------- configs
+def unet_config(size: str) -> dict:
+    if size == "tiny":
+        return dict(sample_size=32, in_channels=4, out_channels=4, layers_per_block=2,
+                    block_out_channels=(32, 64),
+                    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+                    cross_attention_dim=32, attention_head_dim=8, norm_num_groups=32)
+    # runwayml/stable-diffusion-v1-5 unet/config.json
+    return dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+                block_out_channels=(320, 640, 1280, 1280),
+                down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
+                                  "DownBlock2D"),
+                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+                cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32, norm_eps=1e-5,
+                act_fn="silu", center_input_sample=False, downsample_padding=1, flip_sin_to_cos=True,
+                freq_shift=0, mid_block_scale_factor=1)
+
+
+def controlnet_config(size: str) -> dict:
+    """Tiny ControlNet matching the tiny UNet (full size uses ControlNetModel.from_unet)."""
+    u = unet_config(size)
+    return dict(in_channels=4, layers_per_block=u["layers_per_block"],
+                block_out_channels=u["block_out_channels"], down_block_types=u["down_block_types"],
+                cross_attention_dim=u["cross_attention_dim"], attention_head_dim=u["attention_head_dim"],
+                norm_num_groups=u["norm_num_groups"],
+                # 3 stride-2 convs: control images at pixel resolution land on the /8 latent grid
+                conditioning_embedding_out_channels=(16, 16, 32, 32) if size == "tiny" else (16, 32, 96, 256))
+
+
+def vae_config(size: str) -> dict:
+    if size == "tiny":
+        # Four blocks = the SD latent factor 8, so the tiny profile has SD's latent geometry
+        # (256x256 image -> 32x32 latents) and the same multiple-of-8 size rule.
+        return dict(in_channels=3, out_channels=3, latent_channels=4, sample_size=256,
+                    block_out_channels=(16, 16, 32, 32), layers_per_block=1, norm_num_groups=8,
+                    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+    return dict(in_channels=3, out_channels=3, latent_channels=4, sample_size=512,
+                block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32,
+                act_fn="silu", down_block_types=("DownEncoderBlock2D",) * 4,
+                up_block_types=("UpDecoderBlock2D",) * 4, scaling_factor=0.18215)
+
+
+def text_config(size: str, vocab_size: int, bos_id: int, eos_id: int) -> dict:
+    ids = dict(vocab_size=vocab_size, bos_token_id=bos_id, eos_token_id=eos_id, pad_token_id=eos_id,
+               max_position_embeddings=77)
+    if size == "tiny":
+        return dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                    layer_norm_eps=1e-5, projection_dim=32, **ids)
+    # openai/clip-vit-large-patch14 text config (the vocabulary is the tiny tokenizer's)
+    return dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                hidden_act="quick_gelu", layer_norm_eps=1e-5, projection_dim=768, **ids)
+
+
+# ---------------------------------------------------------------------------- build
+def _clear(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
+def _init_control_outputs(controlnet) -> None:
+    """ControlNet output convs start at zero (no effect); as in diffusers' multi-ControlNet
+    tests, give the random tiny ones small non-zero weights so the controls steer the result."""
+    def init(m):
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.normal_(m.weight, std=0.05)
+            torch.nn.init.zeros_(m.bias)
+    controlnet.controlnet_down_blocks.apply(init)
+    controlnet.controlnet_mid_block.apply(init)
+
+
+def build_random(dest: Path, *, size: str, seed: int) -> dict:
+    """Random-weight SD1.5-architecture pipeline + 2 ControlNets written to dest/{sd,...}."""
+    from diffusers import AutoencoderKL, ControlNetModel, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    dtype = torch.float32 if size == "tiny" else torch.float16
+    sd_dir = dest / "sd"
+    tok_dir = sd_dir / "tokenizer"
+    vocab_size = write_tiny_clip_tokenizer(tok_dir)
+    tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
+    bos_id, eos_id = tokenizer.bos_token_id, tokenizer.eos_token_id
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**unet_config(size))
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(**vae_config(size))
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(CLIPTextConfig(**text_config(size, vocab_size, bos_id, eos_id)))
+    controlnets = {}
+    for i, name in enumerate(("controlnet_depth", "controlnet_canny")):
+        torch.manual_seed(seed + 1 + i)  # different seeds: the two controls must not be twins
+        if size == "tiny":
+            cn = ControlNetModel(**controlnet_config(size))
+            _init_control_outputs(cn)
+        else:
+            cn = ControlNetModel.from_unet(unet)  # the way the real ControlNets were initialised
+        controlnets[name] = cn
+
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=PNDMScheduler(**SD15_SCHEDULER), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    if dtype != torch.float32:
+        pipe.to(dtype=dtype)
+    pipe.save_pretrained(sd_dir, safe_serialization=True)
+    counts = {"unet": unet.num_parameters(), "vae": vae.num_parameters(),
+              "text_encoder": text_encoder.num_parameters()}
+    for name, cn in controlnets.items():
+        if dtype != torch.float32:
+            cn.to(dtype=dtype)
+        cn.save_pretrained(dest / name, safe_serialization=True)
+        counts[name] = cn.num_parameters()
+    return {"dtype": str(dtype).removeprefix("torch."), "parameters": counts}
+
+
+def check_weights(weights: Path) -> None:
+    """Raise FileNotFoundError naming each missing checkpoint folder and how to download it."""
+    problems = []
+    for folder, (_, marker, repo) in WEIGHT_FOLDERS.items():
+        path = weights / folder
+        if not (path / marker).is_file():
+            what = "missing" if not path.exists() else f"incomplete (no {marker})"
+            problems.append(f"{path} is {what}; get it with: huggingface-cli download {repo} --local-dir {path}")
+    if problems:
+        raise FileNotFoundError("diffusion weights not found:\n  " + "\n  ".join(problems))
+
+
+def build_diffusion(out_dir: Path, *, weights: Path | None, size: str, seed: int) -> dict:
+    """Write out_dir/diffusion/{sd,controlnet_depth,controlnet_canny}; return manifest entries.
+
+    ``weights`` given: symlink the three checkpoint folders (layout in the module docstring);
+    ``size`` then only sets the working-resolution hint. Otherwise random weights of the
+    ``size`` ("tiny" | "full") architecture, seeded with ``seed``.
+    """
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
+    out_dir = Path(out_dir)
+    dest = out_dir / "diffusion"
+    if weights is not None:
+        weights = Path(weights).expanduser().resolve()
+        check_weights(weights)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in COMPONENTS:
+        _clear(dest / name)
+
+    entry = {"size": size, "seed": seed, "working_resolution": WORKING_RESOLUTION[size], "default_steps": 20,
+             "components": {name: f"diffusion/{name}" for name in COMPONENTS},
+             "architecture": "StableDiffusionControlNetPipeline (SD1.5) + MultiControlNet[depth, canny]"}
+    if weights is not None:
+        sources = {}
+        for folder, (name, _, repo) in WEIGHT_FOLDERS.items():
+            (dest / name).symlink_to(weights / folder, target_is_directory=True)
+            sources[name] = {"path": str(weights / folder), "hub_repo": repo}
+        entry.update(source="weights", weights=str(weights), sources=sources, seed=None)
+    else:
+        entry.update(source=f"random-{size}", weights=None, **build_random(dest, size=size, seed=seed))
+        if size == "full":
+            entry["note"] = "random full-size weights with a tiny tokenizer: for speed measurement only"
+    return {"diffusion": entry}

@@ -1,0 +1,257 @@
+"""SD1.5 + ControlNet (depth + canny): restyle a room photo while keeping its geometry.
+
+Modes (``MODES``):
+
+* ``"full"``: the whole picture is generated anew (text-to-image), held to the room's
+  geometry by the depth map and the canny edges.
+* ``"furniture"``: only the furniture is restyled: inpainting inside the furniture mask
+  (slightly dilated so outlines and contact shadows change with the object); walls,
+  floor and windows are pasted back from the photo.
+* ``"keep_furniture"``: the furniture is kept and everything else (walls, floor, finishes)
+  restyled: inpainting inside the inverted mask.
+
+Fallback: a mask mode whose region to repaint is empty (no furniture found for
+``"furniture"``; a mask covering the whole picture for ``"keep_furniture"``) or a mask
+that is missing (None / wrong size) runs as ``"full"``, so every request gets a restyled
+room; ``effective_mode()`` says which mode a request will actually run, and
+``Restyler.last_mode`` which one the last ``generate`` ran.
+
+Both pipelines share one set of weights (the inpaint pipeline is made from the text-to-image
+pipeline's components). On CPU the same inputs and seed give byte-identical output: noise
+comes from a CPU ``torch.Generator`` seeded with the request's seed.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from restyle.styles import build_prompt
+
+log = logging.getLogger(__name__)
+
+MODES = ("full", "furniture", "keep_furniture")
+SIZE_MULTIPLE = 8
+MAX_SEED = 2**63 - 1
+
+
+def _text(value):
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+@dataclass
+class GenerationParams:
+    style: str
+    prompt: str | None = None
+    room_type: str | None = None
+    seed: int = 0
+    steps: int = 20
+    guidance: float = 7.5
+    depth_scale: float = 1.0
+    canny_scale: float = 0.5
+    mode: str = "full"
+
+    def validate(self, max_steps: int) -> "GenerationParams":
+        """Raise ValueError naming the first bad field and its allowed range; return self.
+
+        Numbers given as numpy scalars or integral floats are normalised to int/float.
+        """
+        self.style, self.prompt, self.room_type, self.mode = map(
+            _text, (self.style, self.prompt, self.room_type, self.mode))
+        self.steps = _integer("steps", self.steps, 1, max_steps)
+        self.seed = _integer("seed", self.seed, 0, MAX_SEED)
+        self.guidance = _number("guidance", self.guidance, 0.0, 30.0)
+        self.depth_scale = _number("depth_scale", self.depth_scale, 0.0, 2.0)
+        self.canny_scale = _number("canny_scale", self.canny_scale, 0.0, 2.0)
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        build_prompt(self.style, self.room_type, self.prompt)  # unknown style / overlong prompt
+        return self
+
+
+def _integer(name: str, value, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, Real) or (
+            not isinstance(value, Integral) and not float(value).is_integer()):
+        raise ValueError(f"{name} must be a whole number between {low} and {high}, got {value!r}")
+    value = int(value)
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _number(name: str, value, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(float(value)):
+        raise ValueError(f"{name} must be a number between {low:g} and {high:g}, got {value!r}")
+    value = float(value)
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+    return value
+
+
+def effective_mode(mode: str, mask: np.ndarray | None, hw: tuple[int, int] | None = None) -> str:
+    """The mode a request really runs: a mask mode with nothing to repaint runs as "full"."""
+    if mode == "full":
+        return mode
+    if mask is None or mask.size == 0 or (hw is not None and mask.shape[:2] != tuple(hw)):
+        return "full"
+    furniture = np.asarray(mask) > 127
+    if mode == "furniture" and not furniture.any():
+        return "full"
+    if mode == "keep_furniture" and furniture.all():
+        return "full"
+    return mode
+
+
+def _to_uint8_map(x: np.ndarray, hw: tuple[int, int], name: str) -> np.ndarray:
+    """A control map as uint8 [H, W]: uint8 as given, floats in [0, 1] scaled; resized if needed."""
+    a = np.asarray(x)
+    if a.ndim == 3 and a.shape[0] == 1:
+        a = a[0]
+    if a.ndim == 3 and a.shape[-1] in (1, 3):
+        a = a[..., 0]
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be a [H, W] map, got shape {tuple(np.asarray(x).shape)}")
+    if a.dtype != np.uint8:
+        a = (np.clip(np.nan_to_num(a.astype(np.float32)), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    if a.shape != tuple(hw):
+        import cv2
+        a = cv2.resize(a, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
+    return a
+
+
+def _rgb(gray: np.ndarray):
+    from PIL import Image
+    return Image.fromarray(np.repeat(gray[..., None], 3, axis=2))
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    import cv2
+    if radius <= 0:
+        return mask
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return cv2.dilate(mask, kernel)
+
+
+class Restyler:
+    """Holds the pipelines; ``generate`` is the one call a server needs."""
+
+    def __init__(self, pipe, inpaint, device: str, dtype: torch.dtype):
+        self.pipe = pipe
+        self.inpaint = inpaint
+        self.device = device
+        self.dtype = dtype
+        self.last_mode: str | None = None
+
+    @classmethod
+    def load(cls, model_dir: Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> "Restyler":
+        """Load ``model_dir/{sd,controlnet_depth,controlnet_canny}`` (export/diffusion.py's layout)."""
+        from diffusers import (ControlNetModel, StableDiffusionControlNetInpaintPipeline,
+                               StableDiffusionControlNetPipeline, UniPCMultistepScheduler)
+        from diffusers.models.attention_processor import AttnProcessor2_0
+        from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
+
+        model_dir = Path(model_dir)
+        missing = [name for name in ("sd", "controlnet_depth", "controlnet_canny") if not (model_dir / name).is_dir()]
+        if missing:
+            raise FileNotFoundError(f"{model_dir} lacks {', '.join(missing)}; build it with "
+                                    f"`restyle models build` (export/diffusion.py)")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' requested but torch sees no GPU")
+        t0 = time.perf_counter()
+        controlnet = MultiControlNetModel([
+            ControlNetModel.from_pretrained(model_dir / "controlnet_depth", torch_dtype=dtype, local_files_only=True),
+            ControlNetModel.from_pretrained(model_dir / "controlnet_canny", torch_dtype=dtype, local_files_only=True),
+        ])
+        pipe = StableDiffusionControlNetPipeline.from_pretrained(
+            model_dir / "sd", controlnet=controlnet, safety_checker=None, requires_safety_checker=False,
+            dtype=dtype, local_files_only=True)  # diffusers 0.42: `dtype` (torch_dtype is deprecated)
+        # UniPC: good images at 20 steps (SD's default PNDM needs ~50).
+        pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
+        pipe.to(device)
+        if device.startswith("cuda"):
+            # torch 2's fused scaled-dot-product attention (diffusers' default; made explicit)
+            for model in (pipe.unet, *controlnet.nets):
+                model.set_attn_processor(AttnProcessor2_0())
+            pipe.vae.enable_slicing()
+            pipe.vae.enable_tiling()
+        components = dict(pipe.components)
+        # same weights, own scheduler object (schedulers keep per-call state)
+        components["scheduler"] = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
+        inpaint = StableDiffusionControlNetInpaintPipeline(**components, requires_safety_checker=False)
+        for p in (pipe, inpaint):
+            p.set_progress_bar_config(disable=True)
+        log.info("diffusion loaded from %s on %s (%s) in %.1fs", model_dir, device, dtype, time.perf_counter() - t0)
+        return cls(pipe, inpaint, device, dtype)
+
+    def generate(self, image: np.ndarray, depth: np.ndarray, edges: np.ndarray, mask: np.ndarray | None,
+                 params: GenerationParams, callback: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Restyle ``image`` (uint8 HxWx3, H and W multiples of 8); returns uint8 HxWx3, same size.
+
+        ``depth`` and ``edges`` are uint8 [H, W] maps (float maps in [0, 1] and other sizes are
+        accepted and converted); ``mask`` is the furniture mask uint8 [H, W] 0/255 (used by
+        the mask modes only). ``callback(step, total)`` runs after every denoising step,
+        step = 1..total.
+        """
+        from PIL import Image
+
+        image = np.asarray(image)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image must be uint8 HxWx3, got {image.dtype} {image.shape}")
+        h, w = image.shape[:2]
+        if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
+            raise ValueError(f"image height and width must be multiples of {SIZE_MULTIPLE}, got {h}x{w}")
+        if params.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {params.mode!r}")
+        depth_map = _to_uint8_map(depth, (h, w), "depth")
+        edge_map = _to_uint8_map(edges, (h, w), "edges")
+        mask = None if mask is None else np.asarray(mask)
+        mode = effective_mode(params.mode, mask, (h, w))
+        if mode != params.mode:
+            log.info("mode %s has nothing to repaint with this mask; running as full", params.mode)
+        self.last_mode = mode
+
+        positive, negative = build_prompt(params.style, params.room_type, params.prompt)
+        common = dict(
+            prompt=positive, negative_prompt=negative, control_image=[_rgb(depth_map), _rgb(edge_map)],
+            height=h, width=w, num_inference_steps=int(params.steps), guidance_scale=float(params.guidance),
+            controlnet_conditioning_scale=[float(params.depth_scale), float(params.canny_scale)],
+            generator=torch.Generator("cpu").manual_seed(int(params.seed)), output_type="np")
+        if callback is not None:
+            def on_step_end(pipe, i, t, kwargs):
+                callback(i + 1, pipe.num_timesteps)
+                return {}
+            common["callback_on_step_end"] = on_step_end
+            common["callback_on_step_end_tensor_inputs"] = []
+
+        with torch.inference_mode():
+            if mode == "full":
+                out = self.pipe(image=common.pop("control_image"), **common).images[0]
+            else:
+                furniture = (mask > 127).astype(np.uint8) * 255
+                if mode == "furniture":
+                    repaint = _dilate(furniture, max(1, round(max(h, w) / 100)))
+                else:
+                    repaint = 255 - furniture
+                out = self.inpaint(image=Image.fromarray(image), mask_image=Image.fromarray(repaint, "L"),
+                                   strength=1.0, **common).images[0]
+        out = (np.clip(np.nan_to_num(out), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        if mode != "full":
+            out = self._paste_back(image, out, repaint)
+        return out
+
+    @staticmethod
+    def _paste_back(source: np.ndarray, result: np.ndarray, repaint: np.ndarray) -> np.ndarray:
+        """Keep the photo's own pixels outside the repainted region (the VAE round trip would
+        soften them), with a feathered seam."""
+        import cv2
+        k = max(3, (max(source.shape[:2]) // 128) * 2 + 1)
+        alpha = cv2.GaussianBlur(repaint.astype(np.float32) / 255.0, (k, k), 0)
+        alpha = np.maximum(alpha, repaint.astype(np.float32) / 255.0)[..., None]  # repainted stays repainted
+        blended = alpha * result.astype(np.float32) + (1.0 - alpha) * source.astype(np.float32)
+        return (blended + 0.5).astype(np.uint8)
