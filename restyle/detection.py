@@ -68,10 +68,11 @@ def letterbox(img: np.ndarray, size: int = 640) -> tuple[np.ndarray, np.ndarray]
 
 def postprocess(raw: np.ndarray, lb: np.ndarray, out_hw: tuple[int, int], *, conf: float = 0.25,
                 iou: float = 0.45, max_det: int = 100, out_scale: float = 1.0) -> Detections:
-    """Turn YOLOv8 raw output [1, 4+C, N] into class-aware-NMSed boxes in out_hw pixels.
+    """Turn YOLOv8 raw output [1, 4+C, N] into class-aware-NMSed boxes.
 
     Boxes are mapped back through the letterbox `lb` to the pixels of the image that was
-    letterboxed, multiplied by `out_scale`, and clipped to out_hw.
+    letterboxed (of size out_hw, where they are clipped), then multiplied by `out_scale` to
+    express them in another resolution (e.g. the original photo's).
     """
     if raw.ndim != 3 or raw.shape[0] != 1 or raw.shape[1] < 5:
         raise ValueError(f"expected raw detections [1, 4+classes, N], got {raw.shape}")
@@ -92,10 +93,11 @@ def postprocess(raw: np.ndarray, lb: np.ndarray, out_hw: tuple[int, int], *, con
     idx = idx[np.argsort(-scores[idx], kind="stable")][:max_det]
 
     scale, pad_x, pad_y = (float(v) for v in lb)
-    boxes = (xyxy[idx] - np.array([pad_x, pad_y, pad_x, pad_y], np.float32)) / scale * out_scale
+    boxes = (xyxy[idx] - np.array([pad_x, pad_y, pad_x, pad_y], np.float32)) / scale
     h, w = out_hw
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+    boxes *= out_scale
     ids = class_ids[idx]
     names = [COCO_CLASSES[i] if i < len(COCO_CLASSES) else f"class_{i}" for i in ids]
     return Detections(boxes=boxes.astype(np.float32), scores=scores[idx].astype(np.float32),
