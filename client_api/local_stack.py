@@ -1,0 +1,117 @@
+"""`restyle serve`: redis-server, tritonserver, API and a worker in one foreground process."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+log = logging.getLogger("restyle.serve")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisProcess:
+    """A private redis-server (no persistence) in a temp dir; also used by the tests."""
+
+    def __init__(self, port: int | None = None, binary: str | None = None):
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="restyle-redis-")
+        binary = binary or shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.dir, "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._wait()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _wait(self, timeout: float = 10) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as c:
+                    c.sendall(b"PING\r\n")
+                    if c.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_stack(profile: str, host: str, port: int) -> None:
+
+    from .config import Settings
+    from .main import create_app
+
+    redis_proc = triton = None
+    try:
+        overrides: dict = {}
+        if "RESTYLE_REDIS_URL" not in os.environ:
+            redis_proc = RedisProcess()
+            overrides["redis_url"] = redis_proc.url
+            log.info("redis-server on port %d", redis_proc.port)
+        if "RESTYLE_TRITON_GRPC_URL" not in os.environ:
+            from restyle.server import start
+
+            triton = start(profile=profile, http_port=free_port(), grpc_port=free_port(),
+                           metrics_port=free_port())
+            overrides["triton_grpc_url"] = triton.grpc_url
+            log.info("tritonserver (%s) at %s", profile, triton.grpc_url)
+        if "RESTYLE_SIGNING_SECRET" not in os.environ:
+            overrides["signing_secret"] = secrets.token_hex(32)  # API and worker share this process
+        overrides.setdefault("public_base_url", os.environ.get("RESTYLE_PUBLIC_BASE_URL")
+                             or f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}")
+        settings = Settings(**overrides)
+        Path(settings.local_storage_dir).mkdir(parents=True, exist_ok=True)
+        asyncio.run(_serve(settings, create_app(settings), host, port))
+    finally:
+        if triton is not None:
+            triton.stop()
+        if redis_proc is not None:
+            redis_proc.stop()
+
+
+async def _serve(settings, app, host: str, port: int) -> None:
+    import uvicorn
+
+    from .services import Services
+    from .worker import Worker
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, access_log=False, log_level="info"))
+    services = Services.create(settings)
+    stop = asyncio.Event()
+    worker = asyncio.create_task(Worker(services).run(stop))
+    log.info("API on %s  (docs at /docs); Ctrl-C stops everything", settings.public_base_url)
+    try:
+        await server.serve()  # returns on Ctrl-C / SIGTERM (uvicorn handles both)
+    finally:
+        stop.set()
+        try:
+            await asyncio.wait_for(worker, timeout=5)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            pass  # a job still running stays pending in Redis; that Redis is going away anyway
+        await services.close()

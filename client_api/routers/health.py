@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from .. import metrics
+from ..deps import ServicesDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", summary="The process is alive")
+async def health() -> dict:
+    return {"status": "ok"}
+
+
+async def _check(fn, timeout: float = 3.0) -> bool:
+    try:
+        return bool(await asyncio.wait_for(fn(), timeout))
+    except Exception:
+        return False
+
+
+@router.get("/ready", summary="Redis, storage and Triton all reachable",
+            responses={503: {"description": "a dependency is down"}})
+async def ready(request: Request, services: ServicesDep):
+    checks = {
+        "redis": await _check(services.redis.ping),
+        "storage": await _check(lambda: asyncio.to_thread(services.storage.ready)),
+        "triton": await _check(lambda: asyncio.to_thread(request.app.state.triton_ready)),
+    }
+    ok = all(checks.values())
+    return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks},
+                        status_code=200 if ok else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def prometheus(services: ServicesDep) -> Response:
+    try:
+        await metrics.refresh(services)
+    except Exception:  # metrics must still answer (with stale job figures) when Redis is down
+        pass
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)

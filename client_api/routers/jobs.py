@@ -1,0 +1,191 @@
+"""Jobs: submit, status, cancel, delete data, result download. /transform/* reuses these handlers."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import secrets
+import uuid
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from fastapi.responses import RedirectResponse
+
+from .. import uploads
+from ..deps import IdempotencyKey, JobDep, OwnerDep, ServicesDep
+from ..errors import AppError
+from ..jobs_store import TERMINAL, now
+from ..schemas import ErrorBody, JobCreated, JobView
+from ..storage import job_prefixes, original_key
+from ..styles_catalog import check_style
+
+router = APIRouter(tags=["jobs"])
+
+MODES = ("full", "furniture", "keep_furniture")  # mirrors restyle.diffusion.MODES (not imported: torch)
+ERRORS = {code: {"model": ErrorBody} for code in (401, 404, 409, 413, 415, 422, 429, 503)}
+
+
+def base_url(request: Request, services) -> str:
+    return (services.settings.public_base_url or str(request.base_url)).rstrip("/")
+
+
+def job_links(base: str, job_id: str) -> dict:
+    parts = urlsplit(base)
+    ws = parts._replace(scheme="wss" if parts.scheme == "https" else "ws").geturl()
+    return {"status_url": f"{base}/v1/jobs/{job_id}", "events_url": f"{base}/v1/jobs/{job_id}/events",
+            "websocket_url": f"{ws}/ws/transform/{job_id}"}
+
+
+def _check_webhook(url: str | None, services) -> None:
+    if url is None:
+        return
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+        raise AppError(422, "invalid_webhook_url", "webhook_url must be an absolute http(s) URL")
+    if not services.settings.webhook_secret:
+        raise AppError(422, "webhooks_disabled",
+                       "this server has no webhook secret configured (RESTYLE_WEBHOOK_SECRET)")
+
+
+async def _read_limited(file: UploadFile, limit: int) -> bytes:
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise AppError(413, "file_too_large", f"the file is larger than {limit} bytes")
+    return data
+
+
+async def _estimate(services) -> float:
+    st = await services.store.stats()
+    avg = st["processing_time_total"] / st["completed"] if st.get("completed") else 30.0
+    depth = await services.queue.depth()
+    return round(avg * (1 + (depth["waiting"] + depth["pending"]) / max(1, depth["consumers"])), 1)
+
+
+async def _claim_idempotency(services, owner: str, key: str, fingerprint: str, job_id: str) -> str | None:
+    """Reserve the key for job_id; if taken, the earlier job's id (same request) or 409."""
+    rkey = f"idem:{owner}:{hashlib.sha256(key.encode()).hexdigest()}"
+    value = f"{fingerprint} {job_id}"
+    ttl = services.settings.idempotency_ttl_s
+    if await services.redis.set(rkey, value, nx=True, ex=ttl):
+        return None
+    old = await services.redis.get(rkey) or ""
+    old_fp, _, old_id = old.partition(" ")
+    if old_id and not await services.store.get(old_id):  # that job's data was deleted: start afresh
+        await services.redis.set(rkey, value, ex=ttl)
+        return None
+    if old_fp != fingerprint:
+        raise AppError(409, "idempotency_conflict",
+                       "this Idempotency-Key was already used with a different request")
+    return old_id
+
+
+@router.post("/v1/jobs", status_code=202, response_model=JobCreated, responses=ERRORS,
+             summary="Submit a room photo and a style")
+async def submit(
+    request: Request, response: Response, services: ServicesDep, owner: OwnerDep,
+    file: Annotated[UploadFile, File(description="room photo: JPEG, PNG or WebP")],
+    style: Annotated[str, Form(max_length=64)],
+    prompt: Annotated[str | None, Form(max_length=500)] = None,
+    room_type: Annotated[str | None, Form(max_length=64)] = None,
+    seed: Annotated[int | None, Form(ge=0, le=2**63 - 1)] = None,
+    steps: Annotated[int | None, Form(ge=1, le=1000)] = None,
+    mode: Annotated[Literal[MODES] | None, Form()] = None,
+    webhook_url: Annotated[str | None, Form(max_length=2048)] = None,
+    idempotency_key: IdempotencyKey = None,
+) -> JobCreated:
+    s = services.settings
+    retry_after = await request.app.state.limiter.hit(owner)  # first: Redis down → 503, nothing made
+    if retry_after is not None:
+        raise AppError(429, "rate_limited", "too many jobs submitted; slow down",
+                       {"Retry-After": str(max(1, round(retry_after + 0.5)))})
+    check_style(style)
+    if steps is not None and steps > s.max_steps:
+        raise AppError(422, "invalid_steps", f"steps must be between 1 and {s.max_steps}")
+    _check_webhook(webhook_url, services)
+
+    raw = await _read_limited(file, s.max_upload_bytes)
+    params = {"style": style, "prompt": prompt, "room_type": room_type, "seed": seed, "steps": steps,
+              "mode": mode, "webhook_url": webhook_url}
+    job_id = uuid.uuid4().hex
+    base = base_url(request, services)
+    if idempotency_key:
+        fp = hashlib.sha256(hashlib.sha256(raw).digest() + json.dumps(params, sort_keys=True).encode()).hexdigest()
+        existing = await _claim_idempotency(services, owner, idempotency_key, fp, job_id)
+        if existing:
+            job = await services.store.get(existing) or {}
+            return JobCreated(job_id=existing, status=job.get("status", "queued"),
+                              estimated_time=await _estimate(services), **job_links(base, existing))
+    try:
+        image = await asyncio.to_thread(uploads.prepare, raw, max_bytes=s.max_upload_bytes,
+                                        max_pixels=s.max_pixels, min_side=s.min_side,
+                                        max_side=s.working_max_side)
+        # A seed fixed now makes a redelivered job reproduce the same picture.
+        params["seed"] = seed if seed is not None else secrets.randbelow(2**31)
+        await asyncio.to_thread(services.storage.put, original_key(job_id), image)
+        fields = {"owner": owner, "status": "queued", "progress": "0", "stage": "queued",
+                  "message": "Waiting in queue...", "created_at": now(), "style": style,
+                  "params": json.dumps(params), "original_url": original_key(job_id), "base_url": base,
+                  "webhook_url": webhook_url or "", "deliveries": "0"}
+        pipe = services.redis.pipeline(transaction=True)  # record + enqueue: both or neither
+        services.store.create_into(pipe, job_id, fields)
+        services.queue.enqueue_into(pipe, job_id)
+        await pipe.execute()
+    except BaseException:
+        await _undo_submit(services, owner, idempotency_key, job_id)
+        raise
+    return JobCreated(job_id=job_id, status="queued", estimated_time=await _estimate(services),
+                      **job_links(base, job_id))
+
+
+async def _undo_submit(services, owner, idempotency_key, job_id) -> None:
+    """Leave nothing half-made: no orphan upload, no idempotency key pointing nowhere."""
+    for prefix in job_prefixes(job_id):
+        try:
+            await asyncio.to_thread(services.storage.delete_prefix, prefix)
+        except Exception:
+            pass
+    if idempotency_key:
+        try:
+            rkey = f"idem:{owner}:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
+            if (await services.redis.get(rkey) or "").endswith(job_id):
+                await services.redis.delete(rkey)
+        except Exception:
+            pass
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobView, responses=ERRORS, summary="Job status and result")
+async def get_job(request: Request, job: JobDep, services: ServicesDep) -> JobView:
+    return services.view(job["id"], job, base_url(request, services))
+
+
+@router.delete("/v1/jobs/{job_id}", response_model=JobView, responses=ERRORS, summary="Cancel a job")
+async def cancel_job(request: Request, job: JobDep, services: ServicesDep) -> JobView:
+    if job["status"] in TERMINAL or not await services.store.finish(
+            job["id"], "canceled", {"message": "Canceled", "error": "canceled by the client"}):
+        raise AppError(409, "already_finished", "the job has already finished; nothing to cancel")
+    # A worker running it sees the status change and cancels its Triton stream.
+    services.notify(job["id"])
+    return services.view(job["id"], await services.store.get(job["id"]) or job, base_url(request, services))
+
+
+@router.delete("/v1/jobs/{job_id}/data", status_code=204, responses=ERRORS,
+               summary="Delete the job's images and record")
+async def delete_job_data(job: JobDep, services: ServicesDep) -> Response:
+    # Cancel first so a worker that holds it stops instead of writing results back.
+    await services.store.finish(job["id"], "canceled", {"error": "data deleted by the client"})
+    for prefix in job_prefixes(job["id"]):
+        await asyncio.to_thread(services.storage.delete_prefix, prefix)
+    await services.store.delete(job["id"])
+    return Response(status_code=204)
+
+
+@router.get("/v1/jobs/{job_id}/result", status_code=307, responses=ERRORS,
+            summary="Redirect to a signed download link of the result")
+async def get_result(request: Request, job: JobDep, services: ServicesDep,
+                     kind: Literal["transformed", "thumbnail", "original"] = "transformed"):
+    if job["status"] != "completed":
+        raise AppError(409, "not_completed", f"the job is {job['status']}, not completed")
+    view = services.view(job["id"], job, base_url(request, services))
+    url = {"transformed": view.result.transformed_url, "thumbnail": view.result.thumbnail_url,
+           "original": view.result.original_url}[kind]
+    return RedirectResponse(url, status_code=307)

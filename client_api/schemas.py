@@ -1,0 +1,81 @@
+"""Response bodies (they are the OpenAPI documentation of the service)."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Status = Literal["queued", "analyzing", "generating", "completed", "failed", "canceled"]
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="machine-readable code, e.g. file_too_large")
+    detail: Any = Field(description="what is wrong and what to do about it")
+
+
+class JobCreated(BaseModel):
+    job_id: str
+    status: Status
+    status_url: str
+    events_url: str
+    websocket_url: str
+    estimated_time: float = Field(description="seconds until the result is expected")
+
+
+class Detection(BaseModel):
+    box: list[float]
+    score: float
+    class_name: str
+    furniture: bool
+
+
+class ResultMetadata(BaseModel):
+    room_type: str | None = None
+    room_confidence: float | None = None
+    detections: list[Detection] = []
+    quality_score: float | None = None
+    quality_flags: list[str] = []
+    timings: dict[str, float] = {}
+    seed: int | None = None
+    processing_time: float | None = None
+
+
+class JobResult(BaseModel):
+    transformed_url: str
+    thumbnail_url: str
+    original_url: str | None
+    metadata: ResultMetadata
+
+
+class JobView(BaseModel):
+    job_id: str
+    status: Status
+    progress: float = Field(ge=0, le=1)
+    stage: str | None = None
+    message: str | None = None
+    style: str
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    result: JobResult | None = None
+    error: str | None = None
+
+
+class StyleInfo(BaseModel):
+    name: str
+    description: str
+
+
+class Stats(BaseModel):
+    total: int
+    completed: int
+    failed: int
+    canceled: int
+    average_processing_time_s: float | None
+    failures_by_reason: dict[str, int]
+    queue: dict[str, int]
+
+
+def ts(value: str | None) -> datetime | None:
+    return datetime.fromtimestamp(float(value), timezone.utc) if value else None

@@ -1,0 +1,90 @@
+"""What both the API and the worker hold: settings, Redis, the job store, queue and storage.
+
+Also the two things both of them do with a job: render it for a client (signed URLs),
+and notify its webhook after finalising it.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from . import webhooks
+from .config import Settings
+from .jobs_store import JobStore
+from .queue import JobQueue
+from .schemas import JobResult, JobView, ResultMetadata, ts
+from .storage import Storage, make_storage
+
+log = logging.getLogger("restyle.service")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    redis: aioredis.Redis
+    store: JobStore
+    queue: JobQueue
+    storage: Storage
+    _background: set = field(default_factory=set)
+
+    @classmethod
+    def create(cls, settings: Settings, storage: Storage | None = None) -> "Services":
+        r = aioredis.from_url(settings.redis_url, decode_responses=True,
+                              socket_connect_timeout=settings.redis_timeout_s,
+                              socket_timeout=max(settings.redis_timeout_s, 30.0),
+                              health_check_interval=30)
+        return cls(settings, r, JobStore(r, settings.job_ttl),
+                   JobQueue(r, settings.queue_stream, settings.queue_group),
+                   storage or make_storage(settings))
+
+    async def close(self) -> None:
+        if self._background:
+            await asyncio.wait(self._background, timeout=self.settings.webhook_timeout_s)
+        await self.redis.aclose()
+
+    def view(self, job_id: str, job: dict, base_url: str | None = None) -> JobView:
+        base = base_url or self.settings.public_base_url or job.get("base_url") or "http://localhost:8000"
+        ttl = self.settings.signed_url_ttl_s
+
+        def link(key: str | None) -> str | None:
+            return self.storage.url(key, base_url=base, expires_s=ttl) if key else None
+
+        result = None
+        if job.get("status") == "completed" and job.get("result_url"):
+            result = JobResult(
+                transformed_url=link(job["result_url"]),
+                thumbnail_url=link(job.get("thumbnail_url")),
+                original_url=link(job.get("original_url")),
+                metadata=ResultMetadata(**json.loads(job.get("metadata") or "{}")),
+            )
+        return JobView(
+            job_id=job_id, status=job.get("status", "queued"), progress=float(job.get("progress") or 0),
+            stage=job.get("stage") or None, message=job.get("message") or None, style=job.get("style", ""),
+            created_at=ts(job.get("created_at")), started_at=ts(job.get("started_at")),
+            completed_at=ts(job.get("completed_at")), result=result, error=job.get("error") or None,
+        )
+
+    def notify(self, job_id: str) -> None:
+        """Fire the job's webhook in the background (after it was finalised by this caller)."""
+        if not self.settings.webhook_secret:
+            return
+        task = asyncio.create_task(self._notify(job_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _notify(self, job_id: str) -> None:
+        try:
+            job = await self.store.get(job_id)
+            if not job or not job.get("webhook_url"):
+                return
+            payload = self.view(job_id, job).model_dump(mode="json")
+            s = self.settings
+            await webhooks.deliver(job["webhook_url"], payload, secret=s.webhook_secret.get_secret_value(),
+                                   max_attempts=s.webhook_max_attempts, backoff_s=s.webhook_backoff_s,
+                                   backoff_max_s=s.webhook_backoff_max_s, timeout_s=s.webhook_timeout_s)
+        except Exception:  # a webhook must never take the worker or the API down
+            log.exception("webhook for job %s failed", job_id)
