@@ -188,7 +188,8 @@ def check_weights(weights: Path) -> None:
 
 
 def build_diffusion(out_dir: Path, *, weights: Path | None, size: str, seed: int) -> dict:
-    """Write out_dir/diffusion/{sd,controlnet_depth,controlnet_canny}; return manifest entries.
+    """Write out_dir/diffusion/{sd,controlnet_depth,controlnet_canny}; return its manifest entry
+    (a flat dict: source, size, seed, working_resolution, components, parameters, ...).
 
     ``weights`` given: symlink the three checkpoint folders (layout in the module docstring);
     ``size`` then only sets the working-resolution hint. Otherwise random weights of the
@@ -218,4 +219,4 @@ def build_diffusion(out_dir: Path, *, weights: Path | None, size: str, seed: int
         entry.update(source=f"random-{size}", weights=None, **build_random(dest, size=size, seed=seed))
         if size == "full":
             entry["note"] = "random full-size weights with a tiny tokenizer: for speed measurement only"
-    return {"diffusion": entry}
+    return entry

@@ -124,7 +124,7 @@ def get_style(name: str) -> Style:
 def build_prompt(style: str, room_type: str | None = None, extra: str | None = None) -> tuple[str, str]:
     """(positive, negative) prompts for a style, a room type and the user's free text.
 
-    The positive prompt starts with "a {style} {room_type}" (room_type "room" when unknown),
+    The positive prompt starts with "a {style} {room_type}" ("an" before a vowel) (room_type "room" when unknown),
     then the free text (stripped; at most MAX_EXTRA_CHARS characters, else ValueError),
     then the style's detailed description.
     """
@@ -132,7 +132,9 @@ def build_prompt(style: str, room_type: str | None = None, extra: str | None = N
     room = " ".join(str(room_type or "").strip().lower().split())
     if room in _NO_ROOM_TYPES:
         room = "room"
-    parts = [f"a {s.name.replace('-', ' ')} {room}"]
+    words = s.name.replace("-", " ")
+    article = "an" if words[0] in "aeiou" else "a"
+    parts = [f"{article} {words} {room}"]
     if extra is not None:
         text = " ".join(str(extra).split())
         if len(text) > MAX_EXTRA_CHARS:
