@@ -63,7 +63,6 @@ class RedisProcess:
 
 
 def run_stack(profile: str, host: str, port: int) -> None:
-
     from .config import Settings
     from .main import create_app
 

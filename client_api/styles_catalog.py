@@ -10,11 +10,15 @@ def styles() -> dict:
     return STYLES
 
 
-def check_style(name: str) -> None:
-    known = styles()
-    if name not in known:
-        raise AppError(422, "unknown_style", f"unknown style '{name}'; choose one of: {', '.join(known)}")
+def check_style(name: str) -> str:
+    """The canonical style name ('Mid Century Modern' -> 'mid-century-modern') or a 422."""
+    from restyle.styles import normalize_style
+
+    key = normalize_style(name)
+    if key not in styles():
+        raise AppError(422, "unknown_style", f"unknown style '{name}'; choose one of: {', '.join(styles())}")
+    return key
 
 
 def display_name(name: str) -> str:
-    return name.replace("_", " ").title()
+    return name.replace("_", " ").replace("-", " ").title()

@@ -149,7 +149,7 @@ class Worker:
                     "seed": result.seed, "processing_time": elapsed}
         fields = {"result_url": result_key(job_id), "thumbnail_url": thumbnail_key(job_id),
                   "quality_score": result.quality_score, "processing_time": elapsed,
-                  "metadata": json.dumps(metadata), "stage": "completed", "message": "Done!"}
+                  "metadata": json.dumps(metadata, default=float), "stage": "completed", "message": "Done!"}
         if await store.finish(job_id, "completed", fields, completion_stats(elapsed, result.timings)):
             self.svc.notify(job_id)
         elif (await store.get(job_id) or {}).get("status", "canceled") == "canceled":

@@ -23,6 +23,14 @@ router = APIRouter(tags=["events"])
 KEEPALIVE_S = 15.0
 
 
+def _typed(data: dict) -> dict:
+    """Redis hands every hash field back as a string; clients get numbers."""
+    for k, cast in (("progress", float), ("step", int), ("total_steps", int)):
+        if data.get(k) is not None:
+            data[k] = cast(data[k])
+    return data
+
+
 async def job_events(services, job_id: str, base: str) -> AsyncIterator[tuple[str, dict] | None]:
     """(event name, data) until a terminal state; None = nothing new (time for a keepalive)."""
     pubsub = services.redis.pubsub()
@@ -46,7 +54,7 @@ async def job_events(services, job_id: str, base: str) -> AsyncIterator[tuple[st
                     if not job or job.get("status") in TERMINAL:
                         break
                     continue
-                data = json.loads(msg["data"])
+                data = _typed(json.loads(msg["data"]))
                 if data.get("status") in TERMINAL:
                     job = await services.store.get(job_id)  # the full record carries the result
                     break

@@ -98,7 +98,7 @@ async def submit(
     if retry_after is not None:
         raise AppError(429, "rate_limited", "too many jobs submitted; slow down",
                        {"Retry-After": str(max(1, round(retry_after + 0.5)))})
-    check_style(style)
+    style = check_style(style)
     if steps is not None and steps > s.max_steps:
         raise AppError(422, "invalid_steps", f"steps must be between 1 and {s.max_steps}")
     _check_webhook(webhook_url, services)
