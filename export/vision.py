@@ -182,6 +182,8 @@ def build_depth(out_dir: Path, *, weights: Path | None, size: str, seed: int) ->
 
     S = 96 tiny / 384 full. Weights: <weights>/dpt-large/; else a random DPT config.
     """
+    import onnx
+
     _check_size(size)
     model, s = load_depth(weights=weights, size=size, seed=seed)
     dst = Path(out_dir) / "depth" / "model.onnx"
@@ -191,6 +193,15 @@ def build_depth(out_dir: Path, *, weights: Path | None, size: str, seed: int) ->
         torch.onnx.export(model, (example,), str(dst), input_names=["pixel_values"],
                           output_names=["depth"], opset_version=ONNX_OPSET, dynamo=False,
                           do_constant_folding=True)
+    # The tracer leaves the min-max output's shape symbolic; Triton's config and TensorRT
+    # want it fixed, and it is [1,S,S] by construction.
+    graph = onnx.load(dst)
+    dims = graph.graph.output[0].type.tensor_type.shape.dim
+    del dims[:]
+    for v in (1, s, s):
+        dims.add().dim_value = v
+    onnx.checker.check_model(graph)
+    onnx.save(graph, dst)
     return {
         "architecture": "dpt-large" if (weights or size == "full") else "dpt-tiny",
         "source": str(Path(weights) / "dpt-large") if weights else f"random:dpt-{size}",
