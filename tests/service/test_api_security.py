@@ -1,0 +1,185 @@
+"""Keys and ownership, rate limiting, hostile uploads, idempotency, Redis down."""
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import httpx
+import pytest
+from PIL import Image
+
+import fake_pipeline
+from client_api.config import hash_key
+from svc_helpers import jpeg, submit, wait_for
+
+KEY_A, KEY_B, ADMIN = "key-a-secret", "key-b-secret", "admin-secret"
+
+
+@pytest.fixture
+def keyed(make_settings, start_api):
+    # one plain key and one given as its sha256, as documented
+    settings = make_settings(api_keys=f"{KEY_A},sha256:{hash_key(KEY_B)}", admin_api_key=ADMIN,
+                             rate_limit_per_minute=3)
+    return start_api(settings)
+
+
+def auth(key):
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_keys_and_ownership(keyed):
+    base = keyed.url
+    assert submit(base, jpeg()).status_code == 401
+    assert submit(base, jpeg(), key="wrong").status_code == 401
+    r = submit(base, jpeg(), key=KEY_A)
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job_id"]
+    assert httpx.get(f"{base}/v1/jobs/{job_id}", headers=auth(KEY_A)).status_code == 200
+    # another key sees nothing: status, events, result, cancel, data
+    for method, path in [("GET", ""), ("GET", "/events"), ("GET", "/result"), ("DELETE", ""), ("DELETE", "/data")]:
+        resp = httpx.request(method, f"{base}/v1/jobs/{job_id}{path}", headers=auth(KEY_B))
+        assert resp.status_code == 404 and resp.json()["error"] == "not_found", (method, path)
+    assert httpx.get(f"{base}/transform/status/{job_id}", headers=auth(KEY_B)).status_code == 404
+    from svc_helpers import ws_events
+    assert ws_events(base, job_id, key=KEY_B)[0]["data"]["error"] == "job not found"
+    # admin endpoints: admin key only
+    assert httpx.get(f"{base}/v1/admin/stats", headers=auth(KEY_A)).status_code == 403
+    assert httpx.get(f"{base}/v1/admin/stats", headers=auth(ADMIN)).json()["total"] == 1
+    # the owner can cancel (nobody works the queue here)
+    assert httpx.delete(f"{base}/v1/jobs/{job_id}", headers=auth(KEY_A)).json()["status"] == "canceled"
+
+
+def test_keys_are_not_stored_in_redis(keyed, rdb):
+    job_id = submit(keyed.url, jpeg(), key=KEY_A).json()["job_id"]
+    dump = str(rdb.hgetall(f"job:{job_id}"))
+    assert KEY_A not in dump and hash_key(KEY_A) not in dump
+
+
+def test_rate_limit(keyed):
+    codes = [submit(keyed.url, jpeg(), key=KEY_A).status_code for _ in range(4)]
+    assert codes == [202, 202, 202, 429]
+    r = submit(keyed.url, jpeg(), key=KEY_A)
+    assert r.status_code == 429 and r.json()["error"] == "rate_limited"
+    assert 1 <= int(r.headers["Retry-After"]) <= 21
+    assert submit(keyed.url, jpeg(), key=KEY_B).status_code == 202  # buckets are per key
+
+
+def _png_header(w: int, h: int) -> bytes:
+    """A PNG that claims w×h pixels (a decompression bomb header) with a tiny body."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture
+def anon(make_settings, start_api):
+    return start_api(make_settings(max_upload_bytes=200_000, max_pixels=2_000_000))
+
+
+@pytest.mark.parametrize("data,status,code", [
+    (b"", 422, "empty_file"),
+    (b"GIF89a" + b"\0" * 100, 415, "unsupported_media_type"),
+    (b"%PDF-1.4 hello", 415, "unsupported_media_type"),
+    (b"\xff\xd8\xff\xe0" + b"\0" * 50, 422, "invalid_image"),                      # JPEG magic, no image
+    (_png_header(30000, 30000), 413, "too_many_pixels"),                          # decompression bomb
+    (_png_header(2000, 1001), 413, "too_many_pixels"),
+    (b"\xff\xd8\xff" + b"\0" * 300_000, 413, "file_too_large"),
+    ("tiny", 422, "invalid_image"),
+    ("truncated", 422, "invalid_image"),
+])
+def test_bad_uploads(anon, rdb, data, status, code):
+    if data == "tiny":
+        data = jpeg(16, 16)
+    elif data == "truncated":
+        data = jpeg(300, 200)[:400]
+    r = submit(anon.url, data)
+    assert r.status_code == status, r.text
+    assert r.json()["error"] == code and r.json()["detail"]
+    assert rdb.keys("job:*") == [] or rdb.keys("job:*") == ["job:stats"]  # nothing half-made
+    assert not list((anon.settings.local_storage_dir / "uploads").glob("*/*")) \
+        if (anon.settings.local_storage_dir / "uploads").exists() else True
+
+
+def test_accepted_types_exif_and_downsizing(make_settings, start_api, rdb):
+    api = start_api(make_settings(working_max_side=256))
+    for fmt in ("PNG", "WEBP"):
+        assert submit(api.url, jpeg(300, 200, fmt=fmt)).status_code == 202
+    # EXIF orientation 6 (rotate 90°): a 400×200 landscape file is a 200×400 portrait photo
+    img = Image.new("RGB", (400, 200), (10, 200, 30))
+    exif = img.getexif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif)
+    job_id = submit(api.url, buf.getvalue()).json()["job_id"]
+    stored = api.settings.local_storage_dir / "uploads" / job_id / "original.jpg"
+    with Image.open(stored) as im:
+        assert im.size == (128, 256)  # oriented, then long side to the working maximum
+
+
+def test_bad_fields(anon):
+    cases = [({"style": "baroque-disco"}, "unknown_style"), ({"style": "modern", "steps": "0"}, "validation_error"),
+             ({"style": "modern", "steps": "51"}, "invalid_steps"), ({"style": "modern", "mode": "x"}, "validation_error"),
+             ({"style": "modern", "seed": "-1"}, "validation_error"),
+             ({"style": "modern", "webhook_url": "ftp://x"}, "invalid_webhook_url"),
+             ({"style": "modern", "webhook_url": "http://x.test/hook"}, "webhooks_disabled")]
+    for form, code in cases:
+        r = httpx.post(f"{anon.url}/v1/jobs", data=form, files={"file": ("a.jpg", jpeg(), "image/jpeg")})
+        assert r.status_code == 422 and r.json()["error"] == code, (form, r.text)
+    r = httpx.post(f"{anon.url}/v1/jobs", data={"style": "modern"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "file"]
+
+
+def test_idempotency(anon):
+    h = {"Idempotency-Key": "abc-1"}
+    first = submit(anon.url, jpeg(), headers=h)
+    again = submit(anon.url, jpeg(), headers=h)
+    assert first.status_code == again.status_code == 202
+    assert first.json()["job_id"] == again.json()["job_id"]
+    other = submit(anon.url, jpeg(), style="boho", headers=h)
+    assert other.status_code == 409 and other.json()["error"] == "idempotency_conflict"
+    assert submit(anon.url, jpeg(), headers={"Idempotency-Key": "abc-2"}).json()["job_id"] != first.json()["job_id"]
+    # a refused upload does not burn the key
+    assert submit(anon.url, b"nope", headers={"Idempotency-Key": "abc-3"}).status_code == 415
+    assert submit(anon.url, jpeg(), headers={"Idempotency-Key": "abc-3"}).status_code == 202
+
+
+def test_redis_down_gives_503_and_nothing_half_made(make_settings, start_api, tmp_path):
+    from client_api.local_stack import free_port
+
+    api = start_api(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    r = submit(api.url, jpeg())
+    assert r.status_code == 503 and r.json()["error"] == "store_unavailable" and r.headers["Retry-After"]
+    assert httpx.get(f"{api.url}/v1/jobs/abc").status_code == 503
+    assert not (api.settings.local_storage_dir / "uploads").exists() or \
+        not any((api.settings.local_storage_dir / "uploads").iterdir())
+    assert httpx.get(f"{api.url}/ready").json()["checks"]["redis"] is False
+    assert httpx.get(f"{api.url}/health").status_code == 200
+
+
+def test_redis_dies_after_upload_nothing_half_made(make_settings, start_api, rdb, monkeypatch):
+    """The record+enqueue MULTI fails after the upload was stored: the upload is removed again."""
+    from redis.exceptions import ConnectionError
+    from redis.asyncio.client import Pipeline
+
+    api = start_api(make_settings())
+
+    async def boom(self, *a, **k):
+        raise ConnectionError("gone")
+    monkeypatch.setattr(Pipeline, "execute", boom)
+    r = submit(api.url, jpeg(), headers={"Idempotency-Key": "k"})
+    monkeypatch.undo()
+    assert r.status_code == 503
+    assert not any((api.settings.local_storage_dir / "uploads").iterdir())
+    assert rdb.keys("idem:*") == [] and rdb.keys("job:*") in ([], ["job:stats"])
+
+
+def test_cors_and_huge_body(make_settings, start_api):
+    api = start_api(make_settings(cors_origins="https://app.example"))
+    pre = httpx.options(f"{api.url}/v1/jobs", headers={"Origin": "https://app.example",
+                                                       "Access-Control-Request-Method": "POST"})
+    assert pre.headers["access-control-allow-origin"] == "https://app.example"
+    r = httpx.post(f"{api.url}/v1/jobs", content=b"x" * (12 * 1024 * 1024),
+                   headers={"Content-Type": "multipart/form-data; boundary=x"})
+    assert r.status_code == 413 and r.json()["error"] == "file_too_large"
