@@ -121,14 +121,17 @@ def _clear(path: Path) -> None:
 
 
 def _init_control_outputs(controlnet) -> None:
-    """ControlNet output convs start at zero (no effect); as in diffusers' multi-ControlNet
-    tests, give the random tiny ones small non-zero weights so the controls steer the result."""
+    """ControlNet's zero convs (the conditioning embedding's output and the residual outputs)
+    start at zero: a fresh ControlNet has no effect. As diffusers' multi-ControlNet tests do
+    for the residual outputs, give the random tiny ones small non-zero weights, so the
+    control images really steer the result."""
     def init(m):
         if isinstance(m, torch.nn.Conv2d):
             torch.nn.init.normal_(m.weight, std=0.05)
             torch.nn.init.zeros_(m.bias)
     controlnet.controlnet_down_blocks.apply(init)
     controlnet.controlnet_mid_block.apply(init)
+    controlnet.controlnet_cond_embedding.conv_out.apply(init)
 
 
 def build_random(dest: Path, *, size: str, seed: int) -> dict:

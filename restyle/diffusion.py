@@ -248,10 +248,12 @@ class Restyler:
     @staticmethod
     def _paste_back(source: np.ndarray, result: np.ndarray, repaint: np.ndarray) -> np.ndarray:
         """Keep the photo's own pixels outside the repainted region (the VAE round trip would
-        soften them), with a feathered seam."""
+        soften them), feathering the seam inwards: pixels outside ``repaint`` stay exact."""
         import cv2
-        k = max(3, (max(source.shape[:2]) // 128) * 2 + 1)
-        alpha = cv2.GaussianBlur(repaint.astype(np.float32) / 255.0, (k, k), 0)
-        alpha = np.maximum(alpha, repaint.astype(np.float32) / 255.0)[..., None]  # repainted stays repainted
+        r = max(1, max(source.shape[:2]) // 128)
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        inner = cv2.erode(repaint, kernel).astype(np.float32) / 255.0
+        alpha = cv2.GaussianBlur(inner, (2 * r + 1, 2 * r + 1), 0) * (repaint > 0)
+        alpha = alpha[..., None]
         blended = alpha * result.astype(np.float32) + (1.0 - alpha) * source.astype(np.float32)
         return (blended + 0.5).astype(np.uint8)
