@@ -81,14 +81,17 @@ def _place(src: Path, dst: Path) -> None:
 
 # ---------------------------------------------------------------- detection (YOLOv8)
 
-def load_yolo(*, weights: Path | None, seed: int):
-    """The ultralytics YOLO object a build exports (also what parity tests compare against)."""
+def load_yolo(*, weights: Path | None, seed: int, checkpoint: Path | None = None):
+    """The ultralytics YOLO object a build exports (also what parity tests compare against):
+    from `checkpoint`, else <weights>/yolo/yolov8n.pt, else random from yolov8n.yaml."""
     from ultralytics import YOLO
 
     from restyle.detection import COCO_CLASSES
 
-    if weights is not None:
-        return YOLO(str(_require(Path(weights) / "yolo" / f"{YOLO_ARCH}.pt")))
+    if checkpoint is None and weights is not None:
+        checkpoint = _require(Path(weights) / "yolo" / f"{YOLO_ARCH}.pt")
+    if checkpoint is not None:
+        return YOLO(str(checkpoint))
     torch.manual_seed(seed)
     model = YOLO(f"{YOLO_ARCH}.yaml")
     model.model.names = dict(enumerate(COCO_CLASSES))  # else the ONNX metadata says '0'..'79'
@@ -104,11 +107,17 @@ def build_detection(out_dir: Path, *, weights: Path | None, size: str, seed: int
 
     _check_size(size)
     imgsz = YOLO_IMGSZ[size]
-    model = load_yolo(weights=weights, seed=seed)
     dst = Path(out_dir) / "detection" / "model.onnx"
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
-        # A yaml-built model exports next to the cwd; keep that out of the caller's tree.
+        # ultralytics writes the .onnx next to the .pt (or into the cwd for a yaml model):
+        # work on a copy so the weights folder (maybe read-only) and the caller's cwd stay clean.
+        if weights is not None:
+            src = _require(Path(weights) / "yolo" / f"{YOLO_ARCH}.pt")
+            shutil.copy2(src, Path(tmp) / src.name)
+            model = load_yolo(weights=None, seed=seed, checkpoint=Path(tmp) / src.name)
+        else:
+            model = load_yolo(weights=None, seed=seed)
         exported = model.export(format="onnx", imgsz=imgsz, opset=ONNX_OPSET, simplify=True,
                                 dynamic=False, batch=1, device="cpu", verbose=False)
         graph = onnx.load(exported)

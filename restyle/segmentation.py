@@ -18,6 +18,9 @@ class Segmenter:
         self.device = device
         model = build_sam2(config_name, str(checkpoint), device=device, mode="eval")
         self.predictor = SAM2ImagePredictor(model)
+        cuda = device.startswith("cuda") and torch.cuda.is_available()
+        self._amp_dtype = (torch.bfloat16 if cuda and torch.cuda.get_device_capability(device)[0] >= 8
+                           else torch.float16)
 
     @torch.inference_mode()
     def segment(self, img: np.ndarray, boxes: np.ndarray, furniture: np.ndarray
@@ -31,8 +34,9 @@ class Segmenter:
             raise ValueError(f"{len(boxes)} boxes but {len(furniture)} furniture flags")
         if len(boxes) == 0:
             return np.zeros((0, h, w), bool), np.zeros((h, w), np.uint8)
-        # Autocast to bf16 only pays off on GPUs; on CPU it is slower and less exact.
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda")):
+        # Mixed precision only pays off on GPUs (on CPU it is slower and less exact); bf16
+        # where the GPU has it (Ampere+), fp16 on a T4.
+        with torch.autocast(device_type="cuda", dtype=self._amp_dtype, enabled=self.device.startswith("cuda")):
             self.predictor.set_image(img)
             masks, _, _ = self.predictor.predict(box=boxes, multimask_output=False)
         masks = np.asarray(masks).reshape(len(boxes), h, w) > 0

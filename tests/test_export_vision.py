@@ -40,6 +40,7 @@ def test_invalid_size_and_missing_weights(tmp_path):
 def test_detection_from_weights(weights, tmp_path):
     entry = vision.build_detection(tmp_path, weights=weights, size="tiny", seed=0)
     assert entry["source"] == str(weights / "yolo" / "yolov8n.pt") and entry["seed"] is None
+    assert sorted(p.name for p in (weights / "yolo").iterdir()) == ["yolov8n.pt"]  # nothing written there
     x, _ = letterbox(np.random.default_rng(0).integers(0, 256, (100, 120, 3), np.uint8), 320)
     net = vision.load_yolo(weights=None, seed=11).model.eval()
     with torch.no_grad():
