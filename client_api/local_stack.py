@@ -6,6 +6,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -86,12 +87,21 @@ def run_stack(profile: str, host: str, port: int) -> None:
                              or f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}")
         settings = Settings(**overrides)
         Path(settings.local_storage_dir).mkdir(parents=True, exist_ok=True)
+        # uvicorn re-raises the signal it caught once it has shut down; with SIGTERM's default
+        # action that would kill us before tritonserver and redis-server are stopped.
+        signal.signal(signal.SIGTERM, _interrupt)
         asyncio.run(_serve(settings, create_app(settings), host, port))
+    except KeyboardInterrupt:
+        pass
     finally:
         if triton is not None:
             triton.stop()
         if redis_proc is not None:
             redis_proc.stop()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 async def _serve(settings, app, host: str, port: int) -> None:
