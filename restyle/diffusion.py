@@ -216,7 +216,7 @@ class Restyler:
             log.info("mode %s has nothing to repaint with this mask; running as full", params.mode)
         self.last_mode = mode
 
-        positive, negative = build_prompt(params.style, params.room_type, params.prompt)
+        positive, negative = map(self._fit_prompt, build_prompt(params.style, params.room_type, params.prompt))
         common = dict(
             prompt=positive, negative_prompt=negative, control_image=[_rgb(depth_map), _rgb(edge_map)],
             height=h, width=w, num_inference_steps=int(params.steps), guidance_scale=float(params.guidance),
@@ -244,6 +244,15 @@ class Restyler:
         if mode != "full":
             out = self._paste_back(image, out, repaint)
         return out
+
+    def _fit_prompt(self, text: str) -> str:
+        """Drop trailing comma-separated phrases until the prompt fits CLIP's 77 tokens, so the
+        cut falls between phrases (build_prompt puts the generic style detail last)."""
+        tokenizer = self.pipe.tokenizer
+        parts = text.split(", ")
+        while len(parts) > 1 and len(tokenizer(", ".join(parts), truncation=False).input_ids) > tokenizer.model_max_length:
+            parts.pop()
+        return ", ".join(parts)
 
     @staticmethod
     def _paste_back(source: np.ndarray, result: np.ndarray, repaint: np.ndarray) -> np.ndarray:

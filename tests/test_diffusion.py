@@ -167,3 +167,10 @@ def test_load_names_missing_folders(tmp_path):
     (tmp_path / "sd").mkdir()
     with pytest.raises(FileNotFoundError, match="lacks controlnet_depth, controlnet_canny"):
         Restyler.load(tmp_path, "cpu", torch.float32)
+
+
+def test_prompts_are_cut_between_phrases_to_fit_clip(restyler):
+    fitted = restyler._fit_prompt("a modern living room, " + ", ".join(["clean lines"] * 40))
+    assert fitted.startswith("a modern living room") and not fitted.endswith(",")
+    assert len(restyler.pipe.tokenizer(fitted).input_ids) <= restyler.pipe.tokenizer.model_max_length
+    assert restyler._fit_prompt("a boho kitchen") == "a boho kitchen"
