@@ -140,3 +140,25 @@ def test_tiny_configs_match_each_other():
     # control images at pixel size must land on the latent grid: same /8 as the VAE
     assert 2 ** (len(c["conditioning_embedding_out_channels"]) - 1) == 2 ** (len(v["block_out_channels"]) - 1) == 8
     assert u["sample_size"] * 8 == 256
+
+
+def test_full_random_path_with_tiny_shapes(tmp_path, monkeypatch):
+    """The size="full" random path (fp16, ControlNets from the UNet, speed-only note), run with the
+    tiny shapes swapped in: the real full build is ~1.4 B parameters, too big for CI."""
+    import export.diffusion as ed
+    from safetensors import safe_open
+
+    for name in ("unet_config", "vae_config"):
+        tiny_config = getattr(ed, name)
+        monkeypatch.setattr(ed, name, lambda size, f=tiny_config: f("tiny"))
+    monkeypatch.setattr(ed, "text_config", lambda size, *a, f=ed.text_config: f("tiny", *a))
+    entry = build_diffusion(tmp_path, weights=None, size="full", seed=0)
+    assert (entry["source"], entry["dtype"], entry["working_resolution"]) == ("random-full", "float16", 512)
+    assert "speed measurement only" in entry["note"]
+    for path in ("sd/unet", "controlnet_depth", "controlnet_canny"):
+        with safe_open(tmp_path / "diffusion" / path / "diffusion_pytorch_model.safetensors", "pt") as f:
+            assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}, path
+    # ControlNet.from_unet: the encoder half starts as a copy of the UNet's
+    with safe_open(tmp_path / "diffusion/sd/unet/diffusion_pytorch_model.safetensors", "pt") as u, \
+            safe_open(tmp_path / "diffusion/controlnet_depth/diffusion_pytorch_model.safetensors", "pt") as c:
+        assert torch.equal(u.get_tensor("conv_in.weight"), c.get_tensor("conv_in.weight"))
