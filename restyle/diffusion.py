@@ -195,7 +195,7 @@ class Restyler:
 
         ``depth`` and ``edges`` are uint8 [H, W] maps (float maps in [0, 1] and other sizes are
         accepted and converted); ``mask`` is the furniture mask uint8 [H, W] 0/255 (used by
-        the mask modes only). ``callback(step, total)`` runs after every denoising step,
+        the mask modes only; resized to the image if its size differs). ``callback(step, total)`` runs after every denoising step,
         step = 1..total.
         """
         from PIL import Image
@@ -211,6 +211,11 @@ class Restyler:
         depth_map = _to_uint8_map(depth, (h, w), "depth")
         edge_map = _to_uint8_map(edges, (h, w), "edges")
         mask = None if mask is None else np.asarray(mask)
+        if mask is not None and mask.ndim == 3 and mask.shape[0] == 1:
+            mask = mask[0]
+        if mask is not None and mask.ndim == 2 and mask.size and mask.shape != (h, w):
+            import cv2
+            mask = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
         mode = effective_mode(params.mode, mask, (h, w))
         if mode != params.mode:
             log.info("mode %s has nothing to repaint with this mask; running as full", params.mode)

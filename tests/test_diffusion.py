@@ -143,6 +143,8 @@ def test_float_depth_of_another_size_is_accepted(restyler, room):
     assert as_float.shape == as_uint8.shape
     small = restyler.generate(image, np.zeros((1, 32, 32), np.float32), edges, mask, params(seed=3))
     assert small.shape == (H, W, 3)
+    half_mask = restyler.generate(image, depth, edges, mask[::2, ::2], params(seed=3, mode="furniture"))
+    assert restyler.last_mode == "furniture" and half_mask.shape == (H, W, 3)
 
 
 def test_bad_inputs_are_refused(restyler, room):
