@@ -22,7 +22,7 @@ from . import uploads
 from .jobs_store import TERMINAL, completion_stats, failure_stats, now
 from .queue import Delivery
 from .services import Services
-from .storage import job_prefixes, result_key, thumbnail_key
+from .storage import NotFound, job_prefixes, result_key, thumbnail_key
 from .styles_catalog import display_name
 
 log = logging.getLogger("restyle.worker")
@@ -89,6 +89,9 @@ class Worker:
             except RedisError as e:  # Redis restarting: wait, then carry on; pending entries survive
                 log.warning("redis error in %s: %s", consumer, type(e).__name__)
                 await asyncio.sleep(1)
+            except Exception:  # e.g. storage down: the entry stays pending and is delivered again later
+                log.exception("job handling failed in %s; it will be retried", consumer)
+                await asyncio.sleep(1)
 
     async def handle(self, consumer: str, d: Delivery) -> None:
         beat = asyncio.create_task(self._heartbeat(consumer, d.entry_id))
@@ -128,7 +131,10 @@ class Worker:
                                            "message": "Starting...", "progress": 0.02}, new_delivery=True):
             return
         params = json.loads(job["params"])
-        image = await asyncio.to_thread(self.svc.storage.get, job["original_url"])
+        try:
+            image = await asyncio.to_thread(self.svc.storage.get, job["original_url"])
+        except NotFound:
+            return await self.fail(job_id, "missing_upload", "the uploaded photo is gone (expired or deleted)")
         cancel = threading.Event()
         watcher = asyncio.create_task(self._watch(job_id, cancel))
         try:
