@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from client_api.cli import app as service_app
 from restyle.profiles import PROFILES, get_profile
 from restyle.settings import get_settings
 
@@ -15,6 +16,8 @@ models_app = typer.Typer(help="Build and render the model repository.", no_args_
 triton_app = typer.Typer(help="Run a local tritonserver on the model repository.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(triton_app, name="triton")
+# The job service's commands (api, worker, submit, serve, storage-lifecycle) sit at the top level.
+app.registered_commands += service_app.registered_commands
 console = Console()
 
 ProfileOpt = typer.Option(None, "--profile", "-p", help=f"one of: {', '.join(PROFILES)} (default RESTYLE_PROFILE)")

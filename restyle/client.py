@@ -115,8 +115,10 @@ def parse_result(get: Callable[[str], np.ndarray | None], timings: dict | None =
 
 def _classify(exc: Exception) -> Exception:
     text = str(exc)
-    transient = ("UNAVAILABLE" in text or "failed to connect" in text.lower() or "internal error" in text
-                 or "Connection refused" in text or "DEADLINE_EXCEEDED" in text)
+    # gRPC reports an unreachable server on a stream only as an invalid stream state.
+    markers = ("UNAVAILABLE", "failed to connect", "internal error", "connection refused", "DEADLINE_EXCEEDED",
+               "stream is no longer in valid state", "Socket closed")
+    transient = any(m.lower() in text.lower() for m in markers)
     return (TritonUnavailable if transient else TritonRequestError)(text)
 
 

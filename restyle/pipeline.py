@@ -44,6 +44,11 @@ def _opt(name: str, dtype: str, dims: tuple[int, ...] = (1,)) -> Tensor:
 
 IMAGE = Tensor("IMAGE", "UINT8", (-1, -1, 3))
 SIZES = Tensor("SIZES", "INT32", (4,))  # original h, w; working h, w
+# Ensemble outputs get their own tensors (made by postprocess) rather than exposing the
+# intermediates: Triton 2.51's ensemble deadlocks when a client leaves out an output that is
+# also consumed by a later step.
+DEPTH_MAP = Tensor("DEPTH_MAP", "UINT8", (-1, -1))  # near = 255, at the working size
+EDGE_MAP = Tensor("EDGE_MAP", "UINT8", (-1, -1))
 GENERATION_OPTIONS = [
     _opt("PROMPT", "STRING"), _opt("SEED", "INT64"), _opt("STEPS", "INT32"),
     _opt("GUIDANCE", "FP32"), _opt("DEPTH_SCALE", "FP32"), _opt("CANNY_SCALE", "FP32"),
@@ -69,7 +74,7 @@ RESULT_OUTPUTS = [
     Tensor("IS_ROOM", "BOOL", (1,)),
     Tensor("QUALITY_SCORE", "FP32", (1,)), Tensor("QUALITY_FLAGS", "STRING", (-1,)),
     Tensor("SEED_USED", "INT64", (1,)),
-    Tensor("DEPTH_MAP", "FP32", (1, -1, -1)), Tensor("EDGE_MAP", "UINT8", (-1, -1)),
+    DEPTH_MAP, EDGE_MAP,
 ]
 PROGRESS_OUTPUTS = [
     Tensor("STAGE", "STRING", (1,)), Tensor("PROGRESS", "FP32", (1,)), Tensor("STEP", "INT32", (2,)),
@@ -94,15 +99,15 @@ def steps() -> list[Step]:
              _identity("FURNITURE_MASK"), "segmentation", 0.10),
         Step("room_classification", _identity("IMAGE", "ROOM_TYPE_OVERRIDE"),
              _identity("ROOM_TYPE", "ROOM_CONFIDENCE", "IS_ROOM"), "room_classification", 0.03),
-        Step("depth", {"pixel_values": "DEPTH_INPUT"}, {"depth": "DEPTH_MAP"}, "depth", 0.04),
-        Step("edges", _identity("IMAGE", "CANNY_LOW", "CANNY_HIGH"), {"EDGES": "EDGE_MAP"}, "edges", 0.01),
+        Step("depth", {"pixel_values": "DEPTH_INPUT"}, {"depth": "DEPTH"}, "depth", 0.04),
+        Step("edges", _identity("IMAGE", "CANNY_LOW", "CANNY_HIGH"), _identity("EDGES"), "edges", 0.01),
         Step("diffusion",
-             {"IMAGE": "IMAGE", "DEPTH": "DEPTH_MAP", "EDGES": "EDGE_MAP", "FURNITURE_MASK": "FURNITURE_MASK",
-              "ROOM_TYPE": "ROOM_TYPE", "STYLE": "STYLE", **opts},
+             {**_identity("IMAGE", "DEPTH", "EDGES", "FURNITURE_MASK", "ROOM_TYPE", "STYLE"), **opts},
              _identity("RESTYLED", "SEED_USED"), "diffusion", 0.70),
-        Step("quality", {"IMAGE": "IMAGE", "RESTYLED": "RESTYLED", "EDGES": "EDGE_MAP", "DEPTH": "DEPTH_MAP"},
+        Step("quality", _identity("IMAGE", "RESTYLED", "EDGES", "DEPTH"),
              _identity("QUALITY_SCORE", "QUALITY_FLAGS"), "quality", 0.03),
-        Step("postprocess", _identity("RESTYLED", "SIZES"), _identity("IMAGE_JPEG"), "postprocess", 0.03),
+        Step("postprocess", _identity("RESTYLED", "SIZES", "DEPTH", "EDGES"),
+             _identity("IMAGE_JPEG", "DEPTH_MAP", "EDGE_MAP"), "postprocess", 0.03),
     ]
 
 
@@ -152,8 +157,10 @@ def model_specs(profile: Profile) -> list[ModelSpec]:
                   [IMAGE, Tensor("RESTYLED", "UINT8", (-1, -1, 3)), Tensor("EDGES", "UINT8", (-1, -1)),
                    Tensor("DEPTH", "FP32", (1, -1, -1))],
                   [Tensor("QUALITY_SCORE", "FP32", (1,)), Tensor("QUALITY_FLAGS", "STRING", (-1,))]),
-        ModelSpec("postprocess", "python", [Tensor("RESTYLED", "UINT8", (-1, -1, 3)), SIZES],
-                  [Tensor("IMAGE_JPEG", "UINT8", (-1,))]),
+        ModelSpec("postprocess", "python",
+                  [Tensor("RESTYLED", "UINT8", (-1, -1, 3)), SIZES, Tensor("DEPTH", "FP32", (1, -1, -1)),
+                   Tensor("EDGES", "UINT8", (-1, -1))],
+                  [Tensor("IMAGE_JPEG", "UINT8", (-1,)), DEPTH_MAP, EDGE_MAP]),
         ModelSpec("room_restyle", "ensemble", REQUEST_INPUTS, RESULT_OUTPUTS, steps=steps()),
         ModelSpec("room_restyle_stream", "python", REQUEST_INPUTS, [*RESULT_OUTPUTS, *PROGRESS_OUTPUTS],
                   decoupled=True),
