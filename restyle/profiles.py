@@ -58,8 +58,10 @@ PROFILES: dict[str, Profile] = {
         working_long_side=512, size_multiple=64, detection_size=640, depth_size=384,
         model_size="full", sam2_config="configs/sam2.1/sam2.1_hiera_t.yaml",
         onnx_serving="onnxruntime", tensorrt=True, default_steps=20, max_steps=50,
+        # No dynamic batching: the exported graphs have a fixed batch of 1 (depth is min-max
+        # normalised over the whole output) so TensorRT builds one static engine each; two
+        # detection instances overlap requests instead.
         instances={"detection": 2, "preprocess": 2, "postprocess": 2, "edges": 2, "quality": 2},
-        batching={"detection": 8, "depth": 4},
     ),
     "cpu": Profile(
         name="cpu",

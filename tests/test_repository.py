@@ -47,8 +47,10 @@ def test_profiles_differ_where_they_should():
     assert t4["detection"].optimization.execution_accelerators.gpu_execution_accelerator[0].name == "tensorrt"
     assert t4["diffusion_engine"].instance_group[0].kind == 1  # KIND_GPU
     assert t4["preprocess"].instance_group[0].kind == 2  # KIND_CPU: no weights, no GPU memory
-    assert t4["detection"].max_batch_size > 0 and t4["detection"].HasField("dynamic_batching")
-    assert list(t4["detection"].input[0].dims) == [3, 640, 640]
+    assert t4["detection"].max_batch_size == 0 and not t4["detection"].HasField("dynamic_batching")
+    assert list(t4["detection"].input[0].dims) == [1, 3, 640, 640]
+    # tiny batches its python-served ONNX models: requests are grouped, each keeps its own tensor
+    assert tiny["detection"].max_batch_size > 0 and list(tiny["detection"].input[0].dims) == [3, 320, 320]
 
 
 def test_every_model_has_its_code_committed():
