@@ -38,7 +38,9 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side:
     except Image.DecompressionBombError as exc:
         raise ImageError(f"image has too many pixels ({exc}); resize it below "
                          f"{max_pixels} pixels and upload again") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, ImportError) as exc:
+        # ImportError: once ultralytics is imported, its patched Image.open retries unknown
+        # bytes through the optional pi-heif plugin, which is not installed (HEIF isn't accepted).
         raise ImageError("not an image: send a JPEG, PNG or WebP photo") from exc
     if im.format not in ACCEPTED_FORMATS:
         raise ImageError(f"unsupported image type {im.format}: send a JPEG, PNG or WebP photo")

@@ -100,8 +100,11 @@ def test_every_stage_alone(triton_server, room_jpeg, protocol):
                                               "DEPTH": depth})
     assert 0.0 <= float(quality["QUALITY_SCORE"][0]) <= 1.0
 
-    jpeg = call(srv, protocol, "postprocess", {"RESTYLED": restyled["RESTYLED"], "SIZES": sizes})["IMAGE_JPEG"]
-    assert Image.open(io.BytesIO(jpeg.tobytes())).size == (640, 480)
+    post = call(srv, protocol, "postprocess", {"RESTYLED": restyled["RESTYLED"], "SIZES": sizes, "DEPTH": depth,
+                                               "EDGES": edges})
+    assert Image.open(io.BytesIO(post["IMAGE_JPEG"].tobytes())).size == (640, 480)
+    assert post["DEPTH_MAP"].shape == image.shape[:2] and post["DEPTH_MAP"].dtype == np.uint8
+    assert (post["EDGE_MAP"] == edges).all()
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -214,9 +217,9 @@ def test_raw_http_call_without_optional_inputs(triton_server, room_jpeg):
     """The contract a third-party client sees: only IMAGE_BYTES and STYLE are required."""
     client = httpclient.InferenceServerClient(triton_server.http_url, network_timeout=300)
     inputs = request_inputs(RestyleRequest(room_jpeg, "modern"), httpclient)
-    result = client.infer("room_restyle", inputs, outputs=[httpclient.InferRequestedOutput("IMAGE_JPEG"),
-                                                           httpclient.InferRequestedOutput("ROOM_TYPE")])
+    result = client.infer("room_restyle", inputs)  # no outputs named: all of them come back
     assert result.as_numpy("IMAGE_JPEG").tobytes()[:2] == b"\xff\xd8"
+    assert result.as_numpy("ROOM_TYPE")[0].decode()
     with pytest.raises(InferenceServerException):
         client.infer("room_restyle", inputs[:1])  # STYLE missing
 
