@@ -74,8 +74,6 @@ def test_delete_my_data(make_settings, start_api, start_worker, rdb):
     assert not any(settings.local_storage_dir.glob(f"*/{job_id}"))
 
 
-@pytest.mark.xfail(strict=False, reason="restyle.client classifies a refused gRPC stream as TritonRequestError "
-                   "('stream is no longer in valid state'); it should be TritonUnavailable (reported to lead)")
 def test_triton_down_retries_then_fails_with_reason(make_settings, start_api, start_worker):
     """The real Triton client against a port where nothing listens: backoff retries, then failed."""
     from client_api.worker import load_pipeline
