@@ -6,7 +6,6 @@ the pipeline runs end to end, not what real checkpoints would paint.
 """
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,17 +14,13 @@ from pathlib import Path
 import cv2
 import httpx
 
+from client_api.local_stack import free_port
 from client_api.submit_client import submit_and_follow
 from restyle.samples import synthetic_room
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "out"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_ready(api: str, stack: subprocess.Popen, timeout_s: float = 900) -> None:

@@ -1,9 +1,10 @@
 """Shared fixtures: a real tritonserver on the tiny profile, a sample room photo."""
-import socket
 from pathlib import Path
 
 import cv2
 import pytest
+
+from client_api.local_stack import free_port
 
 from restyle import server
 from restyle.profiles import get_profile
@@ -11,11 +12,6 @@ from restyle.repository import render_repository
 from restyle.samples import synthetic_room
 from restyle.settings import get_settings
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
