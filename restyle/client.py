@@ -12,10 +12,11 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from restyle.pipeline import RESULT_OUTPUTS
+from restyle.pipeline import DEPTH_MAP, EDGE_MAP, RESULT_OUTPUTS
 
 ENSEMBLE = "room_restyle"
 STREAM = "room_restyle_stream"
+MAP_OUTPUTS = {DEPTH_MAP.name, EDGE_MAP.name}
 STAGES = ("preprocess", "detection", "segmentation", "room_classification", "depth", "edges",
           "diffusion", "quality", "postprocess")
 # Optional request fields -> (tensor, dtype)
@@ -138,10 +139,12 @@ class TritonRestyleClient:
         except Exception:
             return False
 
-    def infer(self, req: RestyleRequest) -> RestyleResult:
-        """One plain call to the ensemble (HTTP or gRPC)."""
+    def infer(self, req: RestyleRequest, maps: bool = True) -> RestyleResult:
+        """One plain call to the ensemble (HTTP or gRPC); `maps=False` does not ask for the
+        depth and edge maps (still computed: only their transfer is saved)."""
         module = httpclient if self.protocol == "http" else grpcclient
-        outputs = [module.InferRequestedOutput(t.name) for t in RESULT_OUTPUTS]
+        outputs = [module.InferRequestedOutput(t.name) for t in RESULT_OUTPUTS
+                   if maps or t.name not in MAP_OUTPUTS]
         try:
             kwargs = {} if self.protocol == "http" else {"client_timeout": self.timeout_s}
             result = self._client().infer(ENSEMBLE, request_inputs(req, module), outputs=outputs, **kwargs)

@@ -4,7 +4,7 @@ One description serves three readers: the config template (every config.pbtxt), 
 ensemble `room_restyle` (its steps), and the decoupled `room_restyle_stream` model, which
 walks the same steps through BLS so it can report progress — the graph is written once.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from restyle.profiles import Profile
 
@@ -44,9 +44,11 @@ def _opt(name: str, dtype: str, dims: tuple[int, ...] = (1,)) -> Tensor:
 
 IMAGE = Tensor("IMAGE", "UINT8", (-1, -1, 3))
 SIZES = Tensor("SIZES", "INT32", (4,))  # original h, w; working h, w
-# Ensemble outputs get their own tensors (made by postprocess) rather than exposing the
-# intermediates: Triton 2.51's ensemble deadlocks when a client leaves out an output that is
-# also consumed by a later step.
+# Every ensemble output is made by a step nothing else consumes (postprocess, quality,
+# diffusion's SEED_USED): when a client names only some outputs, Triton prunes each step all
+# of whose outputs are unrequested ensemble outputs, even one a later step still needs, and
+# the request ends in "unexpected deadlock". So intermediates travel under STAGE_ names and
+# postprocess hands them out.
 DEPTH_MAP = Tensor("DEPTH_MAP", "UINT8", (-1, -1))  # near = 255, at the working size
 EDGE_MAP = Tensor("EDGE_MAP", "UINT8", (-1, -1))
 GENERATION_OPTIONS = [
@@ -66,12 +68,20 @@ REQUEST_INPUTS = [
     Tensor("IMAGE_BYTES", "UINT8", (-1,)), Tensor("STYLE", "STRING", (1,)), *GENERATION_OPTIONS,
     _opt("ROOM_TYPE_OVERRIDE", "STRING"), _opt("CANNY_LOW", "INT32"), _opt("CANNY_HIGH", "INT32"),
 ]
+DETECTIONS = [Tensor("BOXES", "FP32", (-1, 4)), Tensor("SCORES", "FP32", (-1,)),
+              Tensor("CLASSES", "STRING", (-1,)), Tensor("FURNITURE", "BOOL", (-1,))]
+ROOM = [Tensor("ROOM_TYPE", "STRING", (1,)), Tensor("ROOM_CONFIDENCE", "FP32", (1,)),
+        Tensor("IS_ROOM", "BOOL", (1,))]
+HANDED_OUT = [*DETECTIONS, *ROOM]  # made early, returned by postprocess
+
+
+def staged(name: str) -> str:
+    """The pipeline tensor carrying an intermediate that is also an ensemble output."""
+    return f"STAGE_{name}"
+
+
 RESULT_OUTPUTS = [
-    Tensor("IMAGE_JPEG", "UINT8", (-1,)),
-    Tensor("BOXES", "FP32", (-1, 4)), Tensor("SCORES", "FP32", (-1,)),
-    Tensor("CLASSES", "STRING", (-1,)), Tensor("FURNITURE", "BOOL", (-1,)),
-    Tensor("ROOM_TYPE", "STRING", (1,)), Tensor("ROOM_CONFIDENCE", "FP32", (1,)),
-    Tensor("IS_ROOM", "BOOL", (1,)),
+    Tensor("IMAGE_JPEG", "UINT8", (-1,)), *HANDED_OUT,
     Tensor("QUALITY_SCORE", "FP32", (1,)), Tensor("QUALITY_FLAGS", "STRING", (-1,)),
     Tensor("SEED_USED", "INT64", (1,)),
     DEPTH_MAP, EDGE_MAP,
@@ -86,6 +96,10 @@ def _identity(*names: str) -> dict[str, str]:
     return {n: n for n in names}
 
 
+def _staged(*names: str) -> dict[str, str]:
+    return {n: staged(n) for n in names}
+
+
 def steps() -> list[Step]:
     """The ensemble graph, in an order where every step's inputs exist before it runs."""
     opts = _identity(*OPTION_NAMES)
@@ -94,20 +108,22 @@ def steps() -> list[Step]:
              _identity("IMAGE", "SIZES", "DET_INPUT", "LETTERBOX", "DEPTH_INPUT"), "preprocess", 0.02),
         Step("detection", {"images": "DET_INPUT"}, {"output0": "DET_RAW"}, "detection", 0.03),
         Step("detection_postprocess", {"RAW": "DET_RAW", "LETTERBOX": "LETTERBOX", "SIZES": "SIZES"},
-             _identity("BOXES", "SCORES", "CLASSES", "FURNITURE"), "detection", 0.01),
-        Step("segmentation", _identity("IMAGE", "BOXES", "FURNITURE", "SIZES"),
+             _staged(*(t.name for t in DETECTIONS)), "detection", 0.01),
+        Step("segmentation", {**_identity("IMAGE", "SIZES"), **_staged("BOXES", "FURNITURE")},
              _identity("FURNITURE_MASK"), "segmentation", 0.10),
         Step("room_classification", _identity("IMAGE", "ROOM_TYPE_OVERRIDE"),
-             _identity("ROOM_TYPE", "ROOM_CONFIDENCE", "IS_ROOM"), "room_classification", 0.03),
+             _staged(*(t.name for t in ROOM)), "room_classification", 0.03),
         Step("depth", {"pixel_values": "DEPTH_INPUT"}, {"depth": "DEPTH"}, "depth", 0.04),
         Step("edges", _identity("IMAGE", "CANNY_LOW", "CANNY_HIGH"), _identity("EDGES"), "edges", 0.01),
         Step("diffusion",
-             {**_identity("IMAGE", "DEPTH", "EDGES", "FURNITURE_MASK", "ROOM_TYPE", "STYLE"), **opts},
+             {**_identity("IMAGE", "DEPTH", "EDGES", "FURNITURE_MASK", "STYLE"), "ROOM_TYPE": staged("ROOM_TYPE"),
+              **opts},
              _identity("RESTYLED", "SEED_USED"), "diffusion", 0.70),
         Step("quality", _identity("IMAGE", "RESTYLED", "EDGES", "DEPTH"),
              _identity("QUALITY_SCORE", "QUALITY_FLAGS"), "quality", 0.03),
-        Step("postprocess", _identity("RESTYLED", "SIZES", "DEPTH", "EDGES"),
-             _identity("IMAGE_JPEG", "DEPTH_MAP", "EDGE_MAP"), "postprocess", 0.03),
+        Step("postprocess", {**_identity("RESTYLED", "SIZES", "DEPTH", "EDGES"),
+                             **_identity(*(staged(t.name) for t in HANDED_OUT))},
+             _identity("IMAGE_JPEG", "DEPTH_MAP", "EDGE_MAP", *(t.name for t in HANDED_OUT)), "postprocess", 0.03),
     ]
 
 
@@ -130,17 +146,14 @@ def model_specs(profile: Profile) -> list[ModelSpec]:
                   holds_weights=True, max_batch_size=det_mbs),
         ModelSpec("detection_postprocess", "python",
                   [Tensor("RAW", "FP32", (1, 84, -1)), Tensor("LETTERBOX", "FP32", (3,)), SIZES],
-                  [Tensor("BOXES", "FP32", (-1, 4)), Tensor("SCORES", "FP32", (-1,)),
-                   Tensor("CLASSES", "STRING", (-1,)), Tensor("FURNITURE", "BOOL", (-1,))]),
+                  DETECTIONS),
         ModelSpec("segmentation", "python",
                   [IMAGE, Tensor("BOXES", "FP32", (-1, 4)), Tensor("FURNITURE", "BOOL", (-1,)), SIZES],
                   [Tensor("FURNITURE_MASK", "UINT8", (-1, -1)), Tensor("OBJECT_MASKS", "UINT8", (-1, -1, -1))],
                   holds_weights=True),
         ModelSpec("room_classification", "python",
                   [IMAGE, _opt("ROOM_TYPE_OVERRIDE", "STRING")],
-                  [Tensor("ROOM_TYPE", "STRING", (1,)), Tensor("ROOM_CONFIDENCE", "FP32", (1,)),
-                   Tensor("IS_ROOM", "BOOL", (1,))],
-                  holds_weights=True),
+                  ROOM, holds_weights=True),
         ModelSpec("depth", onnx_backend,
                   [Tensor("pixel_values", "FP32", batched((1, 3, dep, dep), dep_mbs))],
                   [Tensor("depth", "FP32", batched((1, dep, dep), dep_mbs))],
@@ -159,8 +172,8 @@ def model_specs(profile: Profile) -> list[ModelSpec]:
                   [Tensor("QUALITY_SCORE", "FP32", (1,)), Tensor("QUALITY_FLAGS", "STRING", (-1,))]),
         ModelSpec("postprocess", "python",
                   [Tensor("RESTYLED", "UINT8", (-1, -1, 3)), SIZES, Tensor("DEPTH", "FP32", (1, -1, -1)),
-                   Tensor("EDGES", "UINT8", (-1, -1))],
-                  [Tensor("IMAGE_JPEG", "UINT8", (-1,)), DEPTH_MAP, EDGE_MAP]),
+                   Tensor("EDGES", "UINT8", (-1, -1)), *(replace(t, name=staged(t.name)) for t in HANDED_OUT)],
+                  [Tensor("IMAGE_JPEG", "UINT8", (-1,)), DEPTH_MAP, EDGE_MAP, *HANDED_OUT]),
         ModelSpec("room_restyle", "ensemble", REQUEST_INPUTS, RESULT_OUTPUTS, steps=steps()),
         ModelSpec("room_restyle_stream", "python", REQUEST_INPUTS, [*RESULT_OUTPUTS, *PROGRESS_OUTPUTS],
                   decoupled=True),

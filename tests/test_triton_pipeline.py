@@ -11,7 +11,7 @@ from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 from restyle.client import RestyleRequest, TritonRequestError, TritonRestyleClient, request_inputs
-from restyle.pipeline import RESULT_OUTPUTS
+from restyle.pipeline import RESULT_OUTPUTS, staged
 
 PROTOCOLS = ["http", "grpc"]
 
@@ -100,11 +100,16 @@ def test_every_stage_alone(triton_server, room_jpeg, protocol):
                                               "DEPTH": depth})
     assert 0.0 <= float(quality["QUALITY_SCORE"][0]) <= 1.0
 
+    handed = {"BOXES": np.array([[1, 2, 30, 40]], np.float32), "SCORES": np.array([0.5], np.float32),
+              "CLASSES": np.array([b"chair"], dtype=object), "FURNITURE": np.array([True]),
+              "ROOM_TYPE": room["ROOM_TYPE"], "ROOM_CONFIDENCE": room["ROOM_CONFIDENCE"], "IS_ROOM": room["IS_ROOM"]}
     post = call(srv, protocol, "postprocess", {"RESTYLED": restyled["RESTYLED"], "SIZES": sizes, "DEPTH": depth,
-                                               "EDGES": edges})
+                                               "EDGES": edges, **{staged(k): v for k, v in handed.items()}})
     assert Image.open(io.BytesIO(post["IMAGE_JPEG"].tobytes())).size == (640, 480)
     assert post["DEPTH_MAP"].shape == image.shape[:2] and post["DEPTH_MAP"].dtype == np.uint8
     assert (post["EDGE_MAP"] == edges).all()
+    for name, value in handed.items():  # handed out unchanged, one-element strings still 1-D
+        assert post[name].shape == value.shape and (post[name] == value).all(), name
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -118,6 +123,27 @@ def test_ensemble_returns_named_outputs_at_the_photos_aspect_ratio(triton_server
     assert 0 <= result.quality_score <= 1 and result.seed == 3
     assert all(set(d) == {"box", "score", "class_name", "furniture"} for d in result.detections)
     assert result.depth_map is not None and result.edge_map is not None
+
+
+SUBSETS = [["IMAGE_JPEG"], ["IMAGE_JPEG", "ROOM_TYPE"], ["QUALITY_SCORE"], ["BOXES", "SEED_USED"]]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("names", SUBSETS, ids=["+".join(n) for n in SUBSETS])
+def test_ensemble_answers_any_subset_of_outputs(triton_server, room_jpeg, protocol, names):
+    mod, client = module(protocol), raw_client(triton_server, protocol)
+    result = client.infer("room_restyle", request_inputs(RestyleRequest(room_jpeg, "modern", seed=2, steps=2), mod),
+                          outputs=[mod.InferRequestedOutput(n) for n in names])
+    for name in names:
+        assert result.as_numpy(name) is not None, name
+    left_out = {t.name for t in RESULT_OUTPUTS} - set(names)
+    assert all(result.as_numpy(n) is None for n in left_out)
+
+
+def test_client_can_leave_out_the_maps(triton_server, room_jpeg):
+    result = TritonRestyleClient(triton_server.grpc_url).infer(RestyleRequest(room_jpeg, "modern", seed=2, steps=2),
+                                                               maps=False)
+    assert result.depth_map is None and result.edge_map is None and result.image_jpeg[:2] == b"\xff\xd8"
 
 
 def test_ensemble_metadata_names_the_contract(triton_server):
