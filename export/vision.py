@@ -99,11 +99,13 @@ def load_yolo(*, weights: Path | None, seed: int, checkpoint: Path | None = None
 
 
 def build_detection(out_dir: Path, *, weights: Path | None, size: str, seed: int) -> dict:
-    """YOLOv8n -> out_dir/detection/model.onnx (input `images` [1,3,S,S], output `output0`).
+    """YOLOv8n -> out_dir/detection/model.onnx (input `images` [batch,3,S,S], output `output0`
+    [batch,84,A]; only the batch axis is dynamic).
 
     S = 320 tiny / 640 full. Weights: <weights>/yolo/yolov8n.pt; else random from yolov8n.yaml.
     """
     import onnx
+    import onnxslim
 
     _check_size(size)
     imgsz = YOLO_IMGSZ[size]
@@ -118,9 +120,18 @@ def build_detection(out_dir: Path, *, weights: Path | None, size: str, seed: int
             model = load_yolo(weights=None, seed=seed, checkpoint=Path(tmp) / src.name)
         else:
             model = load_yolo(weights=None, seed=seed)
+        # ultralytics' dynamic=True frees height and width as well as the batch; pinned again
+        # below, so TensorRT builds for one image size and only the batch varies.
         exported = model.export(format="onnx", imgsz=imgsz, opset=ONNX_OPSET, simplify=True,
-                                dynamic=False, batch=1, device="cpu", verbose=False)
+                                dynamic=True, batch=1, device="cpu", verbose=False)
         graph = onnx.load(exported)
+    dims = graph.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_value = dims[3].dim_value = imgsz
+    graph.graph.output[0].type.tensor_type.ClearField("shape")
+    # Slimming again with H/W fixed folds the anchor grid (computed at run time in a dynamic
+    # export) back to constants, as in a static one, and infers output0 as [batch,84,A].
+    graph = onnxslim.slim(graph)
+    onnx.checker.check_model(graph)
     for prop in graph.metadata_props:
         if prop.key == "date":
             prop.value = "1970-01-01T00:00:00+00:00"
@@ -139,7 +150,11 @@ def build_detection(out_dir: Path, *, weights: Path | None, size: str, seed: int
 # ---------------------------------------------------------------- depth (DPT)
 
 class NormalisedDepth(torch.nn.Module):
-    """DPT whose output is min-max normalised per image: [1,S,S] in [0,1], near = 1."""
+    """DPT whose output is min-max normalised per image: [B,S,S] in [0,1], near = 1.
+
+    Per image (over the last two axes), so an image's map does not depend on the others
+    that share its batch.
+    """
 
     def __init__(self, dpt: torch.nn.Module):
         super().__init__()
@@ -187,7 +202,8 @@ def load_depth(*, weights: Path | None, size: str, seed: int) -> tuple[Normalise
 
 
 def build_depth(out_dir: Path, *, weights: Path | None, size: str, seed: int) -> dict:
-    """DPT -> out_dir/depth/model.onnx (input `pixel_values` [1,3,S,S], output `depth` [1,S,S]).
+    """DPT -> out_dir/depth/model.onnx (input `pixel_values` [batch,3,S,S], output `depth`
+    [batch,S,S]; only the batch axis is dynamic).
 
     S = 96 tiny / 384 full. Weights: <weights>/dpt-large/; else a random DPT config.
     """
@@ -201,14 +217,13 @@ def build_depth(out_dir: Path, *, weights: Path | None, size: str, seed: int) ->
     with torch.no_grad():
         torch.onnx.export(model, (example,), str(dst), input_names=["pixel_values"],
                           output_names=["depth"], opset_version=ONNX_OPSET, dynamo=False,
-                          do_constant_folding=True)
-    # The tracer leaves the min-max output's shape symbolic; Triton's config and TensorRT
-    # want it fixed, and it is [1,S,S] by construction.
+                          do_constant_folding=True,
+                          dynamic_axes={"pixel_values": {0: "batch"}, "depth": {0: "batch"}})
+    # The tracer leaves the min-max output's H/W symbolic; Triton's config and TensorRT want
+    # them fixed, and they are S by construction.
     graph = onnx.load(dst)
     dims = graph.graph.output[0].type.tensor_type.shape.dim
-    del dims[:]
-    for v in (1, s, s):
-        dims.add().dim_value = v
+    dims[1].dim_value = dims[2].dim_value = s
     onnx.checker.check_model(graph)
     onnx.save(graph, dst)
     return {

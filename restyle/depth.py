@@ -1,8 +1,8 @@
 """Monocular depth (DPT) around an ONNX graph whose output is already min-max normalised.
 
-The graph (see export/vision.py) takes `pixel_values` [1,3,S,S] and returns `depth` [1,S,S]
-in [0,1], near = 1 (DPT predicts relative inverse depth), which is what the depth
-ControlNet expects as its conditioning image.
+The graph (see export/vision.py) takes `pixel_values` [batch,3,S,S] and returns `depth`
+[batch,S,S], each map in [0,1], near = 1 (DPT predicts relative inverse depth), which is
+what the depth ControlNet expects as its conditioning image.
 """
 from __future__ import annotations
 

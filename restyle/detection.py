@@ -1,6 +1,6 @@
 """YOLOv8 detection around an ONNX graph: letterbox in, boxes out.
 
-The graph is the raw ultralytics export (`output0` [1, 4+80, N], boxes as cx,cy,w,h in
+The graph is the raw ultralytics export (`output0` [batch, 4+80, N], boxes as cx,cy,w,h in
 letterbox pixels, per-class sigmoid scores), so NMS and the mapping back to image pixels
 live here, where they can be tested without a model.
 """
@@ -125,10 +125,20 @@ class OnnxModel:
     def input_shape(self) -> list:
         return self.session.get_inputs()[0].shape
 
-    def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+    def check(self, inputs: dict[str, np.ndarray]) -> None:
+        """Raise ValueError naming the problem unless every input is there with the graph's rank
+        and fixed dims (symbolic dims such as the batch take any size)."""
         missing = set(self.input_names) - set(inputs)
         if missing:
             raise ValueError(f"missing inputs {sorted(missing)}; model takes {self.input_names}")
+        for arg in self.session.get_inputs():
+            got = np.shape(inputs[arg.name])
+            if len(got) != len(arg.shape) or any(isinstance(want, int) and want != n
+                                                 for want, n in zip(arg.shape, got)):
+                raise ValueError(f"{arg.name} has shape {list(got)}; the model takes {arg.shape}")
+
+    def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        self.check(inputs)
         outs = self.session.run(self.output_names, {k: inputs[k] for k in self.input_names})
         return dict(zip(self.output_names, outs))
 

@@ -41,15 +41,18 @@ PROFILES: dict[str, Profile] = {
         onnx_serving="python", default_steps=20, max_steps=50,
         batching={"detection": 4, "depth": 4},
     ),
-    # Memory budget on one 16 GB T4 (fp16, one CUDA context per python instance ~0.3-0.5 GB):
+    # Memory budget on one 16 GB T4 (fp16, one CUDA context per python instance ~0.3-0.5 GB;
+    # estimates, not measured — no T4 was at hand):
     #   diffusion_engine  SD1.5 UNet 1.7 GB + 2 ControlNets 1.4 GB + VAE/text 0.4 GB
     #                     + activations at 512x512 with slicing ~2.5 GB             ≈ 6.5 GB
-    #   depth  DPT-Large fp16 0.7 GB + TensorRT workspace, 1 instance               ≈ 1.5 GB
-    #   detection  YOLOv8s, 2 instances                                              ≈ 0.6 GB
+    #   depth  DPT-Large fp16 0.7 GB + TensorRT workspace + activations of a batch
+    #          of 4 at 384x384 (~0.1 GB an image), 1 instance                       ≈ 2.0 GB
+    #   detection  YOLOv8n 0.01 GB + TensorRT workspace + activations of a batch
+    #          of 8 at 640x640 (~0.03 GB an image), 1 instance                      ≈ 0.5 GB
     #   segmentation  SAM2.1 hiera-tiny 0.08 GB + image embedding activations       ≈ 1.0 GB
     #   room_classification  CLIP ViT-B/32 0.3 GB                                    ≈ 0.7 GB
     #   CUDA contexts of 5 GPU processes                                             ≈ 2.0 GB
-    #   total ≈ 12.3 GB, leaving ~3.5 GB headroom; CPU-only steps (preprocess, edges,
+    #   total ≈ 12.7 GB, leaving ~3 GB headroom; CPU-only steps (preprocess, edges,
     #   postprocess, quality, stream orchestration) take no GPU memory.
     "t4": Profile(
         name="t4",
@@ -58,10 +61,11 @@ PROFILES: dict[str, Profile] = {
         working_long_side=512, size_multiple=64, detection_size=640, depth_size=384,
         model_size="full", sam2_config="configs/sam2.1/sam2.1_hiera_t.yaml",
         onnx_serving="onnxruntime", tensorrt=True, default_steps=20, max_steps=50,
-        # No dynamic batching: the exported graphs have a fixed batch of 1 (depth is min-max
-        # normalised over the whole output) so TensorRT builds one static engine each; two
-        # detection instances overlap requests instead.
-        instances={"detection": 2, "preprocess": 2, "postprocess": 2, "edges": 2, "quality": 2},
+        # The graphs have a dynamic batch axis (fixed H/W, depth normalised per image), so the
+        # batcher groups concurrent requests into one TensorRT run; one instance each, as every
+        # onnxruntime instance builds and holds its own engine.
+        instances={"preprocess": 2, "postprocess": 2, "edges": 2, "quality": 2},
+        batching={"detection": 8, "depth": 4},
     ),
     "cpu": Profile(
         name="cpu",

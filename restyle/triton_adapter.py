@@ -134,7 +134,10 @@ def generation_params(inputs: dict, profile, room_type: str | None = None):
 
 class OnnxStageModel(StageModel):
     """An exported ONNX model run by onnxruntime inside a python model, for servers without
-    Triton's onnxruntime backend: same name, tensors and model.onnx as that backend serves."""
+    Triton's onnxruntime backend: same name, tensors and model.onnx as that backend serves.
+
+    With max_batch_size > 0 the requests Triton's dynamic batcher groups into one execute()
+    run as one onnxruntime batch, as that backend would run them."""
 
     def setup(self):
         from restyle.detection import OnnxModel
@@ -143,3 +146,17 @@ class OnnxStageModel(StageModel):
 
     def run(self, inputs):
         return self.session(**inputs)
+
+    def execute(self, requests):
+        from restyle.batching import run_batched
+
+        if not self.config["max_batch_size"]:
+            return super().execute(requests)
+        name = self.config["name"]
+        try:
+            results = run_batched(self.session, [read_inputs(r, self.input_names) for r in requests])
+        except Exception as exc:  # the shared run failed: that is every request's error
+            error = pb_utils.TritonError(error_message(name, exc))
+            return [pb_utils.InferenceResponse(error=error) for _ in requests]
+        return [pb_utils.InferenceResponse(error=pb_utils.TritonError(error_message(name, r)))
+                if isinstance(r, ValueError) else self.response(r) for r in results]

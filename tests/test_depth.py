@@ -38,22 +38,46 @@ def test_exported_graph(built):
     graph = onnx.load(out / "depth" / "model.onnx")
     (inp,), (outp,) = graph.graph.input, graph.graph.output
     assert (inp.name, outp.name) == ("pixel_values", "depth")
-    assert [d.dim_value for d in inp.type.tensor_type.shape.dim] == [1, 3, 96, 96]
-    assert [d.dim_value for d in outp.type.tensor_type.shape.dim] == [1, 96, 96]
+    # only the batch is dynamic: TensorRT builds for one image size
+    assert [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim] == ["batch", 3, 96, 96]
+    assert [d.dim_param or d.dim_value for d in outp.type.tensor_type.shape.dim] == ["batch", 96, 96]
     assert manifest["image_size"] == 96 and manifest["seed"] == SEED and manifest["file"] == "depth/model.onnx"
 
 
-def test_onnx_matches_pytorch_and_is_normalised(built):
+def _photos(n: int) -> np.ndarray:
+    """n prepared photos whose raw depth ranges differ (a dark one, a bright one, ...)."""
+    rng = np.random.default_rng(0)
+    return np.concatenate([prepare((rng.integers(0, 256, (80, 120, 3)) * (i + 1) / n).astype(np.uint8), 96)
+                           for i in range(n)])
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_onnx_matches_pytorch_and_is_normalised(built, batch):
     out, _ = built
-    x = prepare(np.random.default_rng(0).integers(0, 256, (80, 120, 3), np.uint8), 96)
+    x = _photos(batch)
     model, size = load_depth(weights=None, size="tiny", seed=SEED)
     assert size == 96
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
     got = OnnxModel(out / "depth" / "model.onnx")(pixel_values=x)["depth"]
-    assert got.shape == (1, 96, 96)
+    assert got.shape == (batch, 96, 96)
     assert np.abs(got - expected).max() < 1e-4
-    assert got.min() == pytest.approx(0.0, abs=1e-6) and got.max() == pytest.approx(1.0, abs=1e-5)
+    for d in got:  # every map spans [0, 1] on its own
+        assert d.min() == pytest.approx(0.0, abs=1e-6) and d.max() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_normalisation_does_not_leak_across_the_batch(built):
+    x = _photos(3)
+    session = OnnxModel(built[0] / "depth" / "model.onnx")
+    batched = session(pixel_values=x)["depth"]
+    alone = np.concatenate([session(pixel_values=x[i:i + 1])["depth"] for i in range(3)])
+    np.testing.assert_allclose(batched, alone, rtol=0, atol=1e-6)
+    # the photos' raw ranges differ, so one min-max over the whole batch would not give this
+    model, _ = load_depth(weights=None, size="tiny", seed=SEED)
+    with torch.no_grad():
+        raw = model.dpt(pixel_values=torch.from_numpy(x)).predicted_depth.numpy()
+    whole = (raw - raw.min()) / (raw.max() - raw.min())
+    assert np.abs(whole - alone).max() > 0.01
 
 
 def test_flat_prediction_gives_zeros_not_nan():

@@ -90,29 +90,41 @@ def test_postprocess_empty_and_bad_shape():
         postprocess(np.zeros((84, 10), np.float32), lb, (64, 64))
 
 
+def _dims(value_info) -> list:
+    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
 def test_exported_graph_tensors(built):
     out, manifest = built
     graph = onnx.load(out / "detection" / "model.onnx")
     (inp,), (outp,) = graph.graph.input, graph.graph.output
     assert inp.name == "images" and outp.name == "output0"
-    assert [d.dim_value for d in inp.type.tensor_type.shape.dim] == [1, 3, 320, 320]
-    assert [d.dim_value for d in outp.type.tensor_type.shape.dim] == [1, 84, 2100]
+    # only the batch is dynamic: TensorRT builds for one image size
+    assert _dims(inp) == ["batch", 3, 320, 320]
+    assert _dims(outp) == ["batch", 84, 2100]
+    # the anchor grid of the dynamic export was folded to constants once H/W were pinned
+    assert not {"Shape", "Range"} & {n.op_type for n in graph.graph.node}
     assert manifest["imgsz"] == 320 and manifest["file"] == "detection/model.onnx"
     assert manifest["source"] == "random:yolov8n.yaml" and manifest["seed"] == SEED
 
 
-def test_onnx_matches_pytorch(built):
+@pytest.mark.parametrize("batch", [1, 2])
+def test_onnx_matches_pytorch(built, batch):
     out, _ = built
-    img = np.random.default_rng(1).integers(0, 256, (200, 300, 3), np.uint8)
-    x, _ = letterbox(img, 320)
+    rng = np.random.default_rng(1)
+    x = np.concatenate([letterbox(rng.integers(0, 256, (200 + 40 * i, 300, 3), np.uint8), 320)[0]
+                        for i in range(batch)])
     net = load_yolo(weights=None, seed=SEED).model.eval()  # unfused; the export fuses conv+bn
     with torch.no_grad():
         expected = net(torch.from_numpy(x))[0].numpy()
-    got = OnnxModel(out / "detection" / "model.onnx")(images=x)["output0"]
-    assert got.shape == expected.shape == (1, 84, 2100)
+    model = OnnxModel(out / "detection" / "model.onnx")
+    got = model(images=x)["output0"]
+    assert got.shape == expected.shape == (batch, 84, 2100)
     # boxes are in pixels (up to 320), class scores are probabilities
     assert np.abs(got[:, :4] - expected[:, :4]).max() < 1e-3
     assert np.abs(got[:, 4:] - expected[:, 4:]).max() < 1e-5
+    for i in range(batch):  # each image's rows are its batch-1 result
+        np.testing.assert_allclose(got[i:i + 1], model(images=x[i:i + 1])["output0"], rtol=0, atol=1e-4)
 
 
 def test_build_is_byte_reproducible(built, tmp_path):
@@ -132,3 +144,7 @@ def test_detect_end_to_end(built):
     assert all(n in COCO_CLASSES for n in det.names)
     with pytest.raises(ValueError, match="missing inputs"):
         model(pixel_values=np.zeros((1, 3, 320, 320), np.float32))
+    with pytest.raises(ValueError, match=r"images has shape \[1, 3, 256, 256\]; the model takes \['batch', 3, 320, 320\]"):
+        model(images=np.zeros((1, 3, 256, 256), np.float32))
+    with pytest.raises(ValueError, match="images has shape"):
+        model(images=np.zeros((3, 320, 320), np.float32))

@@ -41,22 +41,25 @@ def test_detection_from_weights(weights, tmp_path):
     entry = vision.build_detection(tmp_path, weights=weights, size="tiny", seed=0)
     assert entry["source"] == str(weights / "yolo" / "yolov8n.pt") and entry["seed"] is None
     assert sorted(p.name for p in (weights / "yolo").iterdir()) == ["yolov8n.pt"]  # nothing written there
-    x, _ = letterbox(np.random.default_rng(0).integers(0, 256, (100, 120, 3), np.uint8), 320)
+    rng = np.random.default_rng(0)
+    x = np.concatenate([letterbox(rng.integers(0, 256, (100, 120, 3), np.uint8), 320)[0] for _ in range(2)])
     net = vision.load_yolo(weights=None, seed=11).model.eval()
     with torch.no_grad():
         expected = net(torch.from_numpy(x))[0].numpy()
-    got = OnnxModel(tmp_path / "detection" / "model.onnx")(images=x)["output0"]
+    got = OnnxModel(tmp_path / "detection" / "model.onnx")(images=x)["output0"]  # a batch of 2
+    assert got.shape == expected.shape == (2, 84, 2100)
     assert np.abs(got - expected).max() < 1e-3  # the checkpoint's weights, not new random ones
 
 
 def test_depth_from_weights(weights, tmp_path):
     entry = vision.build_depth(tmp_path, weights=weights, size="tiny", seed=0)
     assert entry["image_size"] == 96 and entry["source"] == str(weights / "dpt-large")
-    x = np.random.default_rng(0).normal(size=(1, 3, 96, 96)).astype(np.float32)
+    x = np.random.default_rng(0).normal(size=(2, 3, 96, 96)).astype(np.float32)  # a batch of 2
     ref, _ = vision.load_depth(weights=None, size="tiny", seed=11)
     with torch.no_grad():
         expected = ref(torch.from_numpy(x)).numpy()
     got = OnnxModel(tmp_path / "depth" / "model.onnx")(pixel_values=x)["depth"]
+    assert got.shape == expected.shape == (2, 96, 96)
     assert np.abs(got - expected).max() < 1e-4
 
 

@@ -47,10 +47,21 @@ def test_profiles_differ_where_they_should():
     assert t4["detection"].optimization.execution_accelerators.gpu_execution_accelerator[0].name == "tensorrt"
     assert t4["diffusion_engine"].instance_group[0].kind == 1  # KIND_GPU
     assert t4["preprocess"].instance_group[0].kind == 2  # KIND_CPU: no weights, no GPU memory
-    assert t4["detection"].max_batch_size == 0 and not t4["detection"].HasField("dynamic_batching")
-    assert list(t4["detection"].input[0].dims) == [1, 3, 640, 640]
-    # tiny batches its python-served ONNX models: requests are grouped, each keeps its own tensor
+    # both serve detection and depth with a dynamic batch axis (implicit in dims); on t4 one
+    # instance each, and TensorRT gets the profile batch 1..max_batch_size at the fixed size
+    assert t4["detection"].HasField("dynamic_batching") and t4["depth"].HasField("dynamic_batching")
+    assert (t4["detection"].max_batch_size, t4["depth"].max_batch_size) == (8, 4)
+    assert t4["detection"].instance_group[0].count == t4["depth"].instance_group[0].count == 1
+    assert list(t4["detection"].input[0].dims) == [3, 640, 640]
+    assert list(t4["depth"].input[0].dims) == [3, 384, 384] and list(t4["depth"].output[0].dims) == [384, 384]
+    trt = {name: dict(t4[name].optimization.execution_accelerators.gpu_execution_accelerator[0].parameters)
+           for name in ("detection", "depth")}
+    assert {k: trt["detection"][f"trt_profile_{k}_shapes"] for k in ("min", "opt", "max")} == {
+        "min": "images:1x3x640x640", "opt": "images:8x3x640x640", "max": "images:8x3x640x640"}
+    assert {k: trt["depth"][f"trt_profile_{k}_shapes"] for k in ("min", "opt", "max")} == {
+        "min": "pixel_values:1x3x384x384", "opt": "pixel_values:4x3x384x384", "max": "pixel_values:4x3x384x384"}
     assert tiny["detection"].max_batch_size > 0 and list(tiny["detection"].input[0].dims) == [3, 320, 320]
+    assert not tiny["detection"].HasField("optimization")  # python-served: no TensorRT
 
 
 def test_every_model_has_its_code_committed():
