@@ -163,7 +163,8 @@ def model_specs(profile: Profile) -> list[ModelSpec]:
         # The ensemble needs a request/response model; the weights live once, in the
         # decoupled engine, which the streaming model also calls for per-step progress.
         ModelSpec("diffusion", "python", DIFFUSION_INPUTS, DIFFUSION_OUTPUTS),
-        ModelSpec("diffusion_engine", "python", [*DIFFUSION_INPUTS, _opt("PROGRESS", "INT32")],
+        ModelSpec("diffusion_engine", "python",
+                  [*DIFFUSION_INPUTS, _opt("PROGRESS", "INT32"), _opt("CANCEL_KEY", "STRING")],
                   [*DIFFUSION_OUTPUTS, Tensor("STEP", "INT32", (2,))],
                   holds_weights=True, decoupled=True),
         ModelSpec("quality", "python",

@@ -83,6 +83,13 @@ def error_message(model: str, exc: Exception) -> str:
     return f"{model}: internal error ({type(exc).__name__}: {exc}); see the server log"
 
 
+def send_error(sender, message: str) -> None:
+    """End a decoupled request with an error. The final flag goes alone, after the error: a BLS
+    caller iterating this model's responses never sees the end of an error sent with it."""
+    sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(message)))
+    sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+
+
 def strings(values) -> np.ndarray:
     return np.array([v.encode("utf-8") for v in values], dtype=np.object_)
 

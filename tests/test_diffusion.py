@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from export.diffusion import build_diffusion
+from restyle import cancellation
 from restyle.diffusion import MODES, GenerationParams, Restyler, effective_mode
 
 STEPS = 3  # enough to exercise the loop; the 20-step timing is measured outside the tests
@@ -176,3 +177,29 @@ def test_prompts_are_cut_between_phrases_to_fit_clip(restyler):
     assert fitted.startswith("a modern living room") and not fitted.endswith(",")
     assert len(restyler.pipe.tokenizer(fitted).input_ids) <= restyler.pipe.tokenizer.model_max_length
     assert restyler._fit_prompt("a boho kitchen") == "a boho kitchen"
+
+
+def test_raising_from_the_callback_stops_the_loop_at_that_step(restyler, room):
+    image, depth, edges, mask = room
+    seen = []
+
+    def stop_at_two(step, total):
+        seen.append(step)
+        if step == 2:
+            raise cancellation.GenerationCancelled(f"cancelled at step {step} of {total}")
+
+    with pytest.raises(cancellation.GenerationCancelled, match="step 2 of 6"):
+        restyler.generate(image, depth, edges, mask, params(steps=6), callback=stop_at_two)
+    assert seen == [1, 2]
+
+
+def test_cancellation_flags_by_key():
+    key, other = cancellation.new_key(), cancellation.new_key()
+    assert not cancellation.is_cancelled(key)
+    cancellation.cancel(key)
+    assert cancellation.is_cancelled(key) and not cancellation.is_cancelled(other)
+    cancellation.clear(key)
+    cancellation.clear(key)  # clearing twice is harmless: both sides clear
+    assert not cancellation.is_cancelled(key)
+    with pytest.raises(ValueError, match="CANCEL_KEY"):
+        cancellation.cancel("../../etc/passwd")

@@ -1,6 +1,9 @@
 """The model repository served by a real tritonserver (tiny profile), over HTTP and gRPC."""
 import io
+import re
 import struct
+import threading
+import time
 import zlib
 
 import numpy as np
@@ -10,7 +13,7 @@ import tritonclient.http as httpclient
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from restyle.client import RestyleRequest, TritonRequestError, TritonRestyleClient, request_inputs
+from restyle.client import Cancelled, RestyleRequest, TritonRequestError, TritonRestyleClient, request_inputs
 from restyle.pipeline import RESULT_OUTPUTS, staged
 
 PROTOCOLS = ["http", "grpc"]
@@ -185,6 +188,27 @@ def test_streaming_reports_every_stage_and_every_step(triton_server, room_jpeg):
     # the stream's result is the ensemble's result
     plain = TritonRestyleClient(triton_server.grpc_url).infer(RestyleRequest(room_jpeg, "boho", seed=5, steps=6))
     assert plain.image_jpeg == result.image_jpeg
+
+
+def test_cancelling_the_stream_stops_the_generation_on_the_server(triton_server, room_jpeg):
+    client = TritonRestyleClient(triton_server.grpc_url)
+    cancel = threading.Event()
+
+    def cancel_at_step_two(event):
+        if event.stage == "diffusion" and (event.step or 0) >= 2:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        client.restyle(RestyleRequest(room_jpeg, "modern", seed=4, steps=50), on_progress=cancel_at_step_two,
+                       cancel=cancel)
+    deadline, found = time.monotonic() + 60, None
+    while found is None and time.monotonic() < deadline:
+        found = re.search(r"generation cancelled at step (\d+) of (\d+)", triton_server.log.read_text())
+        time.sleep(0.2)
+    assert found, "diffusion_engine never reported the cancellation"
+    assert 2 <= int(found[1]) < int(found[2]) == 50
+    # the engine is free again and nothing of the cancelled run leaks into the next one
+    assert client.restyle(RestyleRequest(room_jpeg, "modern", seed=4, steps=2)).image_jpeg[:2] == b"\xff\xd8"
 
 
 def _png_header_claiming(width, height) -> bytes:
