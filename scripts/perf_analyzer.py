@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 
+from client_api.local_stack import free_port
 from restyle import perf, server
 from restyle.samples import synthetic_room
 
@@ -24,7 +25,7 @@ def main() -> int:
     image = args.photo.read_bytes() if args.photo else cv2.imencode(".jpg", synthetic_room()[:, :, ::-1])[1].tobytes()
     srv = None
     if args.url is None:
-        srv = server.start("tiny", 8100, 8101, 8102)
+        srv = server.start("tiny", free_port(), free_port(), free_port())
         args.url = srv.http_url if args.protocol == "http" else srv.grpc_url
     try:
         done = perf.run(args.url, image, Path("out/perf"), protocol=args.protocol, steps=args.steps,
