@@ -1,7 +1,7 @@
 """All settings of the job service, read from the environment (prefix RESTYLE_).
 
-One class so the API, the worker and the CLI agree on every value; the table in
-README_SETTINGS.md documents each variable.
+One class so the API, the worker and the CLI agree on every value; the settings table
+in README.md documents each variable.
 """
 from __future__ import annotations
 
@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(1, ge=1)
     visibility_timeout_s: float = Field(120, gt=0)  # an entry idle this long is taken by another worker
     max_deliveries: int = Field(3, ge=1)
+    worker_metrics_port: int = Field(0, ge=0, le=65535)  # the worker's own Prometheus endpoint; 0 = off
 
     # --- retention ---
     upload_retention_days: int = Field(7, ge=1)
@@ -88,6 +89,9 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = 1.0
     webhook_backoff_max_s: float = 60.0
     webhook_timeout_s: float = 10.0
+    # Deliver to loopback/private/link-local hosts too: only for local receivers (tests, a dev box);
+    # otherwise any client could make our servers POST into the internal network (SSRF).
+    webhook_allow_private: bool = False
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

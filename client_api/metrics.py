@@ -1,14 +1,19 @@
-"""Prometheus metrics of the API process.
+"""Prometheus metrics of the API process and of each worker process.
 
-Request latency is measured here. Job figures (stage durations, failures by reason,
-totals) are produced by workers on other hosts, so they are read from `job:stats` in
-Redis at scrape time rather than counted in this process; queue depth likewise.
+API (/metrics): request latency is measured here. Job figures (stage durations, failures
+by reason, totals) are produced by workers on other hosts, so they are read from
+`job:stats` in Redis at scrape time rather than counted in this process; queue depth likewise.
+
+Worker (its own endpoint on RESTYLE_WORKER_METRICS_PORT): what this worker did, counted
+live from the same increments it adds to `job:stats`, plus Triton retries and jobs in flight.
+Named restyle_worker_* so that summing over API and workers never counts a job twice.
 """
 from __future__ import annotations
 
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Histogram, generate_latest
+from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
+                               ProcessCollector, generate_latest, start_http_server)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 
 REQUEST_LATENCY = Histogram("restyle_http_request_duration_seconds", "HTTP request latency",
@@ -26,13 +31,11 @@ class _JobCollector:
             jobs.add_metric([status], self.stats.get(status, 0))
         yield jobs
         failures = CounterMetricFamily("restyle_job_failures", "failed jobs by reason", labels=["reason"])
+        for reason, n in _named(self.stats, "failed_reason").items():
+            failures.add_metric([reason], n)
         stages = SummaryMetricFamily("restyle_job_stage_seconds", "pipeline time per stage", labels=["stage"])
-        for k, v in self.stats.items():
-            if k.startswith("failed_reason:"):
-                failures.add_metric([k.split(":", 1)[1]], v)
-            elif k.startswith("stage_time:"):
-                stage = k.split(":", 1)[1]
-                stages.add_metric([stage], self.stats.get(f"stage_count:{stage}", 0), v)
+        for stage, seconds in _named(self.stats, "stage_time").items():
+            stages.add_metric([stage], self.stats.get(f"stage_count:{stage}", 0), seconds)
         stages.add_metric(["total"], self.stats.get("completed", 0), self.stats.get("processing_time_total", 0))
         yield failures
         yield stages
@@ -42,8 +45,47 @@ class _JobCollector:
         yield depth
 
 
+def _named(stats: dict[str, float], kind: str) -> dict[str, float]:
+    """{name: value} of the `kind:name` entries of job:stats increments (see jobs_store)."""
+    prefix = kind + ":"
+    return {k[len(prefix):]: v for k, v in stats.items() if k.startswith(prefix)}
+
+
 _jobs = _JobCollector()
 REGISTRY.register(_jobs)
+
+WORKER_REGISTRY = CollectorRegistry()
+ProcessCollector(registry=WORKER_REGISTRY)
+WORKER_JOBS = Counter("restyle_worker_jobs", "jobs this worker finished, by outcome", ["status"],
+                      registry=WORKER_REGISTRY)
+WORKER_FAILURES = Counter("restyle_worker_job_failures", "jobs this worker failed, by reason", ["reason"],
+                          registry=WORKER_REGISTRY)
+WORKER_STAGE_SECONDS = Histogram(
+    "restyle_worker_job_stage_seconds", "pipeline time per stage of completed jobs (total: the whole job)",
+    ["stage"], registry=WORKER_REGISTRY,
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600))
+WORKER_TRITON_RETRIES = Counter("restyle_worker_triton_retries", "pipeline calls retried: Triton unreachable",
+                                registry=WORKER_REGISTRY)
+WORKER_IN_FLIGHT = Gauge("restyle_worker_jobs_in_flight", "jobs this worker is handling now",
+                         registry=WORKER_REGISTRY)
+
+
+def job_finished(status: str, stats: dict[str, float] | None = None) -> None:
+    """Count a job this worker took to `status`; `stats` = the increments it added to job:stats."""
+    stats = stats or {}
+    WORKER_JOBS.labels(status).inc()
+    for reason, n in _named(stats, "failed_reason").items():
+        WORKER_FAILURES.labels(reason).inc(n)
+    for stage, seconds in _named(stats, "stage_time").items():
+        WORKER_STAGE_SECONDS.labels(stage).observe(seconds)
+    if "processing_time_total" in stats:
+        WORKER_STAGE_SECONDS.labels("total").observe(stats["processing_time_total"])
+
+
+def serve_worker_metrics(port: int):
+    """Serve WORKER_REGISTRY at http://0.0.0.0:port/metrics from a daemon thread; returns the server."""
+    server, _ = start_http_server(port, registry=WORKER_REGISTRY)
+    return server
 
 
 async def refresh(services) -> None:

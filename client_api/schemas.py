@@ -14,6 +14,11 @@ class ErrorBody(BaseModel):
     detail: Any = Field(description="what is wrong and what to do about it")
 
 
+def error_responses(*codes: int) -> dict:
+    """`responses=` for a route's error statuses: every one answers an ErrorBody."""
+    return {code: {"model": ErrorBody} for code in codes}
+
+
 class JobCreated(BaseModel):
     job_id: str
     status: Status
@@ -60,6 +65,11 @@ class JobView(BaseModel):
     completed_at: datetime | None = None
     result: JobResult | None = None
     error: str | None = None
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, bool] = Field(description="redis, storage, triton: reachable or not")
 
 
 class StyleInfo(BaseModel):

@@ -85,6 +85,7 @@ class Services:
             s = self.settings
             await webhooks.deliver(job["webhook_url"], payload, secret=s.webhook_secret.get_secret_value(),
                                    max_attempts=s.webhook_max_attempts, backoff_s=s.webhook_backoff_s,
-                                   backoff_max_s=s.webhook_backoff_max_s, timeout_s=s.webhook_timeout_s)
+                                   backoff_max_s=s.webhook_backoff_max_s, timeout_s=s.webhook_timeout_s,
+                                   allow_private=s.webhook_allow_private)
         except Exception:  # a webhook must never take the worker or the API down
             log.exception("webhook for job %s failed", job_id)

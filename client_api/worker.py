@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from redis.exceptions import RedisError
 
-from . import uploads
+from . import metrics, uploads
 from .jobs_store import TERMINAL, completion_stats, failure_stats, now
 from .queue import Delivery
 from .services import Services
@@ -76,8 +76,16 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.svc.queue.ensure_group()
-        log.info("worker %s started (%d consumer(s))", self.name, self.s.worker_concurrency)
-        await asyncio.gather(*(self._loop(f"{self.name}-{i}", stop) for i in range(self.s.worker_concurrency)))
+        port = self.s.worker_metrics_port
+        server = metrics.serve_worker_metrics(port) if port else None
+        log.info("worker %s started (%d consumer(s)%s)", self.name, self.s.worker_concurrency,
+                 f", metrics on :{port}/metrics" if port else "")
+        try:
+            await asyncio.gather(*(self._loop(f"{self.name}-{i}", stop) for i in range(self.s.worker_concurrency)))
+        finally:
+            if server is not None:
+                await asyncio.to_thread(server.shutdown)  # waits up to one poll interval (0.5 s)
+                server.server_close()
 
     async def _loop(self, consumer: str, stop: asyncio.Event) -> None:
         idle_ms = int(self.s.visibility_timeout_s * 1000)
@@ -96,7 +104,8 @@ class Worker:
     async def handle(self, consumer: str, d: Delivery) -> None:
         beat = asyncio.create_task(self._heartbeat(consumer, d.entry_id))
         try:
-            await self.process(d)
+            with metrics.WORKER_IN_FLIGHT.track_inprogress():
+                await self.process(d)
         finally:
             beat.cancel()
         await self.svc.queue.ack(d.entry_id)  # only now: the job is finalised (or was already)
@@ -112,9 +121,10 @@ class Worker:
 
     async def fail(self, job_id: str, reason: str, message: str) -> None:
         log.warning("job %s failed (%s): %s", job_id, reason, message)
+        stats = failure_stats(reason)
         if await self.svc.store.finish(job_id, "failed", {"error": message, "error_reason": reason,
-                                                         "stage": "failed", "message": "Failed"},
-                                       failure_stats(reason)):
+                                                         "stage": "failed", "message": "Failed"}, stats):
+            metrics.job_finished("failed", stats)
             self.svc.notify(job_id)
 
     async def process(self, d: Delivery) -> None:
@@ -142,7 +152,7 @@ class Worker:
         finally:
             watcher.cancel()
         if result is None or cancel.is_set():
-            return
+            return await self._stopped(job_id)
         await store.update(job_id, {"status": "generating", "stage": "saving", "message": "Saving result...",
                                     "progress": 0.96})
         thumb = await asyncio.to_thread(uploads.thumbnail, result.image_jpeg)
@@ -156,11 +166,21 @@ class Worker:
         fields = {"result_url": result_key(job_id), "thumbnail_url": thumbnail_key(job_id),
                   "quality_score": result.quality_score, "processing_time": elapsed,
                   "metadata": json.dumps(metadata, default=float), "stage": "completed", "message": "Done!"}
-        if await store.finish(job_id, "completed", fields, completion_stats(elapsed, result.timings)):
+        stats = completion_stats(elapsed, result.timings)
+        if await store.finish(job_id, "completed", fields, stats):
+            metrics.job_finished("completed", stats)
             self.svc.notify(job_id)
-        elif (await store.get(job_id) or {}).get("status", "canceled") == "canceled":
-            for prefix in job_prefixes(job_id)[1:]:  # canceled/deleted meanwhile: drop what we wrote
-                await asyncio.to_thread(self.svc.storage.delete_prefix, prefix)
+        else:
+            await self._stopped(job_id)
+
+    async def _stopped(self, job_id: str) -> None:
+        """We did not finalise the job. If it was canceled or deleted meanwhile, count that and drop
+        what we wrote; otherwise fail() counted it (or another delivery finished it)."""
+        if (await self.svc.store.get(job_id) or {}).get("status", "canceled") != "canceled":
+            return
+        metrics.job_finished("canceled")
+        for prefix in job_prefixes(job_id)[1:]:  # results/ (the upload is the API's to delete)
+            await asyncio.to_thread(self.svc.storage.delete_prefix, prefix)
 
     async def _watch(self, job_id: str, cancel: threading.Event) -> None:
         """Cancel the pipeline once the job is canceled or deleted through the API."""
@@ -195,6 +215,7 @@ class Worker:
                         await self.fail(job_id, "triton_unavailable",
                                         f"the model server was unreachable after {attempt} attempts: {e}")
                         return None
+                    metrics.WORKER_TRITON_RETRIES.inc()
                     delay = min(self.s.triton_backoff_max_s, self.s.triton_backoff_s * 2 ** (attempt - 1))
                     updates.put_nowait({"message": f"Waiting for the model server (retry {attempt})..."})
                     if await asyncio.to_thread(cancel.wait, delay):

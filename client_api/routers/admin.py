@@ -4,9 +4,10 @@ from fastapi import APIRouter, Depends
 
 from ..deps import ServicesDep, require_admin
 from ..jobs_store import summarize
-from ..schemas import Stats
+from ..schemas import Stats, error_responses
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)],
+                   responses=error_responses(403, 503))
 
 
 @router.get("/stats", response_model=Stats, summary="Job totals, average processing time, queue")

@@ -15,9 +15,8 @@ from fastapi.responses import StreamingResponse
 
 from ..deps import JobDep, ServicesDep
 from ..jobs_store import TERMINAL, channel
-from ..schemas import ErrorBody
 from ..security import authenticate, bearer
-from .jobs import base_url
+from .jobs import JOB_ERRORS, base_url
 
 router = APIRouter(tags=["events"])
 KEEPALIVE_S = 15.0
@@ -65,7 +64,7 @@ async def job_events(services, job_id: str, base: str) -> AsyncIterator[tuple[st
 
 @router.get("/v1/jobs/{job_id}/events", summary="Progress as Server-Sent Events",
             response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}, 404: {"model": ErrorBody}})
+            responses={200: {"content": {"text/event-stream": {}}}, **JOB_ERRORS})
 async def sse(request: Request, job: JobDep, services: ServicesDep) -> StreamingResponse:
     async def stream():
         yield "retry: 2000\n\n"

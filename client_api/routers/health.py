@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse, Response
 
 from .. import metrics
 from ..deps import ServicesDep
+from ..schemas import Readiness
 
 router = APIRouter(tags=["health"])
 
@@ -23,8 +24,8 @@ async def _check(fn, timeout: float = 3.0) -> bool:
         return False
 
 
-@router.get("/ready", summary="Redis, storage and Triton all reachable",
-            responses={503: {"description": "a dependency is down"}})
+@router.get("/ready", summary="Redis, storage and Triton all reachable", response_model=Readiness,
+            responses={503: {"model": Readiness, "description": "a dependency is down"}})
 async def ready(request: Request, services: ServicesDep):
     checks = {
         "redis": await _check(services.redis.ping),
@@ -36,7 +37,8 @@ async def ready(request: Request, services: ServicesDep):
                         status_code=200 if ok else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {}}}})
 async def prometheus(services: ServicesDep) -> Response:
     try:
         await metrics.refresh(services)

@@ -12,18 +12,20 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import RedirectResponse
 
-from .. import uploads
+from .. import uploads, webhooks
 from ..deps import IdempotencyKey, JobDep, OwnerDep, ServicesDep
 from ..errors import AppError
 from ..jobs_store import TERMINAL, now
-from ..schemas import ErrorBody, JobCreated, JobView
+from ..schemas import JobCreated, JobView, error_responses
 from ..storage import job_prefixes, original_key
 from ..styles_catalog import check_style
 
 router = APIRouter(tags=["jobs"])
 
 MODES = ("full", "furniture", "keep_furniture")  # mirrors restyle.diffusion.MODES (not imported: torch)
-ERRORS = {code: {"model": ErrorBody} for code in (401, 404, 409, 413, 415, 422, 429, 503)}
+SUBMIT_ERRORS = error_responses(400, 401, 409, 413, 415, 422, 429, 503)  # 400: a malformed multipart body
+JOB_ERRORS = error_responses(401, 404, 422, 503)  # every route that looks a job up
+CANCEL_ERRORS = {**JOB_ERRORS, **error_responses(409)}
 
 
 def base_url(request: Request, services) -> str:
@@ -37,14 +39,19 @@ def job_links(base: str, job_id: str) -> dict:
             "websocket_url": f"{ws}/ws/transform/{job_id}"}
 
 
-def _check_webhook(url: str | None, services) -> None:
+async def _check_webhook(url: str | None, settings) -> None:
     if url is None:
         return
-    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-        raise AppError(422, "invalid_webhook_url", "webhook_url must be an absolute http(s) URL")
-    if not services.settings.webhook_secret:
-        raise AppError(422, "webhooks_disabled",
-                       "this server has no webhook secret configured (RESTYLE_WEBHOOK_SECRET)")
+    try:
+        webhooks.host_port(url)
+        if not settings.webhook_secret:
+            raise AppError(422, "webhooks_disabled",
+                           "this server has no webhook secret configured (RESTYLE_WEBHOOK_SECRET)")
+        # the worker checks again before each delivery: DNS answers can change meanwhile
+        await webhooks.resolve(url, allow_private=settings.webhook_allow_private,
+                               timeout_s=settings.webhook_timeout_s)
+    except webhooks.WebhookRefused as e:
+        raise AppError(422, e.code, e.message) from None
 
 
 async def _read_limited(file: UploadFile, limit: int) -> bytes:
@@ -79,7 +86,7 @@ async def _claim_idempotency(services, owner: str, key: str, fingerprint: str, j
     return old_id
 
 
-@router.post("/v1/jobs", status_code=202, response_model=JobCreated, responses=ERRORS,
+@router.post("/v1/jobs", status_code=202, response_model=JobCreated, responses=SUBMIT_ERRORS,
              summary="Submit a room photo and a style")
 async def submit(
     request: Request, response: Response, services: ServicesDep, owner: OwnerDep,
@@ -101,7 +108,7 @@ async def submit(
     style = check_style(style)
     if steps is not None and steps > s.max_steps:
         raise AppError(422, "invalid_steps", f"steps must be between 1 and {s.max_steps}")
-    _check_webhook(webhook_url, services)
+    await _check_webhook(webhook_url, s)
 
     raw = await _read_limited(file, s.max_upload_bytes)
     params = {"style": style, "prompt": prompt, "room_type": room_type, "seed": seed, "steps": steps,
@@ -153,12 +160,12 @@ async def _undo_submit(services, owner, idempotency_key, job_id) -> None:
             pass
 
 
-@router.get("/v1/jobs/{job_id}", response_model=JobView, responses=ERRORS, summary="Job status and result")
+@router.get("/v1/jobs/{job_id}", response_model=JobView, responses=JOB_ERRORS, summary="Job status and result")
 async def get_job(request: Request, job: JobDep, services: ServicesDep) -> JobView:
     return services.view(job["id"], job, base_url(request, services))
 
 
-@router.delete("/v1/jobs/{job_id}", response_model=JobView, responses=ERRORS, summary="Cancel a job")
+@router.delete("/v1/jobs/{job_id}", response_model=JobView, responses=CANCEL_ERRORS, summary="Cancel a job")
 async def cancel_job(request: Request, job: JobDep, services: ServicesDep) -> JobView:
     if job["status"] in TERMINAL or not await services.store.finish(
             job["id"], "canceled", {"message": "Canceled", "error": "canceled by the client"}):
@@ -168,7 +175,7 @@ async def cancel_job(request: Request, job: JobDep, services: ServicesDep) -> Jo
     return services.view(job["id"], await services.store.get(job["id"]) or job, base_url(request, services))
 
 
-@router.delete("/v1/jobs/{job_id}/data", status_code=204, responses=ERRORS,
+@router.delete("/v1/jobs/{job_id}/data", status_code=204, responses=JOB_ERRORS,
                summary="Delete the job's images and record")
 async def delete_job_data(job: JobDep, services: ServicesDep) -> Response:
     # Cancel first so a worker that holds it stops instead of writing results back.
@@ -179,8 +186,8 @@ async def delete_job_data(job: JobDep, services: ServicesDep) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/v1/jobs/{job_id}/result", status_code=307, responses=ERRORS,
-            summary="Redirect to a signed download link of the result")
+@router.get("/v1/jobs/{job_id}/result", status_code=307, response_class=RedirectResponse,
+            responses=CANCEL_ERRORS, summary="Redirect to a signed download link of the result")
 async def get_result(request: Request, job: JobDep, services: ServicesDep,
                      kind: Literal["transformed", "thumbnail", "original"] = "transformed"):
     if job["status"] != "completed":

@@ -155,13 +155,14 @@ def worker_process(tmp_path):
     procs = []
 
     def start(settings: Settings, **env) -> subprocess.Popen:
-        e = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{ROOT}", **env}
+        e = dict(os.environ)
         for name, value in settings.model_dump(exclude_none=True).items():
             if isinstance(value, list):
                 value = ",".join(value)
             elif hasattr(value, "get_secret_value"):
                 value = value.get_secret_value()
             e[f"RESTYLE_{name.upper()}"] = str(value)
+        e.update(PYTHONPATH=f"{HERE}{os.pathsep}{ROOT}", **env)  # explicit env wins over the settings
         log = open(tmp_path / f"worker-{len(procs)}.log", "wb")
         procs.append(subprocess.Popen([sys.executable, "-m", "client_api.cli", "worker"], cwd=ROOT, env=e,
                                       stdout=log, stderr=subprocess.STDOUT))

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from restyle.client import Cancelled, Progress, RestyleRequest, RestyleResult, TritonRequestError
+from restyle.client import Cancelled, Progress, RestyleRequest, RestyleResult, TritonRequestError, TritonUnavailable
 from restyle.imaging import decode_image, encode_jpeg
 
 STAGES = ["preprocess", "detection", "segmentation", "room_classification", "depth", "edges", "diffusion",
@@ -25,6 +25,8 @@ def make(delay_s: float = 0.02, steps: int = 4, calls: list | None = None):
             calls.append(req)
         if req.prompt == "reject me":
             raise TritonRequestError("the pipeline refused this request (test)")
+        if req.prompt == "triton down":
+            raise TritonUnavailable("connection refused (test)")
         img = decode_image(req.image)
         n = len(STAGES) + steps - 1
         i = 0

@@ -1,7 +1,9 @@
-"""Webhooks against a local receiver; storage (local + S3 on moto); retention."""
+"""Webhooks against a local receiver, the guard against private targets; storage (local + S3 on moto); retention."""
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import threading
 import time
@@ -45,7 +47,7 @@ def receiver():
 
 
 def test_webhook_signed_and_retried(make_settings, start_api, start_worker, receiver):
-    settings = make_settings(webhook_secret=SECRET, webhook_max_attempts=4)
+    settings = make_settings(webhook_secret=SECRET, webhook_max_attempts=4, webhook_allow_private=True)
     api = start_api(settings)
     start_worker(settings, fake_pipeline.make(0.01))
     job_id = submit(api.url, jpeg(), webhook_url=receiver.url).json()["job_id"]
@@ -63,7 +65,7 @@ def test_webhook_signed_and_retried(make_settings, start_api, start_worker, rece
 
 
 def test_webhook_on_cancel_and_gives_up(make_settings, start_api, receiver):
-    settings = make_settings(webhook_secret=SECRET, webhook_max_attempts=2)
+    settings = make_settings(webhook_secret=SECRET, webhook_max_attempts=2, webhook_allow_private=True)
     api = start_api(settings)
     job_id = submit(api.url, jpeg(), webhook_url=receiver.url).json()["job_id"]
     httpx.delete(f"{api.url}/v1/jobs/{job_id}")
@@ -71,6 +73,63 @@ def test_webhook_on_cancel_and_gives_up(make_settings, start_api, receiver):
     time.sleep(0.3)
     assert len(receiver.got) == 2  # both 503: stops after max attempts
     assert json.loads(receiver.got[0][1])["status"] == "canceled"
+
+
+@pytest.mark.parametrize("url,code,detail", [
+    ("http://127.0.0.1:9/hook", "webhook_url_not_public", "a loopback address (127.0.0.1)"),
+    ("http://localhost/hook", "webhook_url_not_public", "loopback address"),
+    ("http://0x7f000001/hook", "webhook_url_not_public", "a loopback address (127.0.0.1)"),
+    ("http://10.0.0.5/hook", "webhook_url_not_public",
+     "webhook_url host resolves to a private address (10.0.0.5); webhooks must reach a public host"),
+    ("http://169.254.169.254/latest/meta-data/", "webhook_url_not_public", "a link-local address (169.254.169.254)"),
+    ("http://[::1]:8080/", "webhook_url_not_public", "a loopback address (::1)"),
+    ("http://[::ffff:192.168.1.2]/", "webhook_url_not_public", "a private address (::ffff:192.168.1.2)"),
+    ("http://0.0.0.0/", "webhook_url_not_public", "an unspecified address"),
+    ("http://224.0.0.1/", "webhook_url_not_public", "a multicast address"),
+    ("http://100.64.0.1/", "webhook_url_not_public", "a non-public address"),
+    ("file:///etc/passwd", "invalid_webhook_url", "absolute http(s) URL"),
+    ("gopher://93.184.216.34/", "invalid_webhook_url", "absolute http(s) URL"),
+    ("http://nonexistent.invalid/hook", "webhook_url_unresolvable", "does not resolve"),
+])
+def test_webhook_to_non_public_host_refused(make_settings, start_api, rdb, url, code, detail):
+    """Default settings: a webhook must reach a public host; anything else is a 422 and no job."""
+    api = start_api(make_settings(webhook_secret=SECRET))
+    r = submit(api.url, jpeg(), webhook_url=url)
+    assert r.status_code == 422 and r.json()["error"] == code and detail in r.json()["detail"], r.text
+    assert [k for k in rdb.keys("job:*") if k != "job:stats"] == [] and not rdb.exists(api.settings.queue_stream)
+    assert not (api.settings.local_storage_dir / "uploads").exists()
+
+
+def test_webhook_to_public_address_accepted(make_settings, start_api):
+    api = start_api(make_settings(webhook_secret=SECRET))
+    assert submit(api.url, jpeg(), webhook_url="https://93.184.216.34/hook").status_code == 202  # a literal: no DNS
+
+
+def test_deliver_checks_the_address_and_connects_to_it(receiver, caplog):
+    """deliver() resolves the host itself: a private answer is refused without a request (and not
+    retried); allowed, it connects to the checked address and still sends the original Host."""
+    url = receiver.url.replace("127.0.0.1", "localhost")  # a host name that resolves privately
+    kw = dict(secret=SECRET, max_attempts=3, backoff_s=0.01, backoff_max_s=0.01, timeout_s=5)
+    with caplog.at_level(logging.WARNING, logger="restyle.webhooks"):
+        assert asyncio.run(webhooks.deliver(url, {"job_id": "x"}, **kw)) is False
+    assert receiver.got == [] and len(caplog.records) == 1
+    assert asyncio.run(webhooks.deliver(url, {"job_id": "x"}, allow_private=True, **kw)) is True
+    assert len(receiver.got) == 3  # 503, 503, 200
+    assert receiver.got[-1][0]["Host"] == f"localhost:{receiver.server_address[1]}"
+
+
+def test_worker_rechecks_the_address_before_delivery(make_settings, start_api, start_worker, receiver, caplog):
+    """DNS may answer differently at delivery than at submit: the worker checks again.
+
+    Played here by an API that accepts private targets and a worker with the default settings."""
+    api = start_api(make_settings(webhook_secret=SECRET, webhook_allow_private=True))
+    start_worker(make_settings(webhook_secret=SECRET), fake_pipeline.make(0.01))
+    with caplog.at_level(logging.WARNING, logger="restyle.webhooks"):
+        job_id = submit(api.url, jpeg(), webhook_url=receiver.url.replace("127.0.0.1", "localhost")).json()["job_id"]
+        wait_for(lambda: any("resolves to a loopback address" in r.getMessage() for r in caplog.records))
+    assert httpx.get(f"{api.url}/v1/jobs/{job_id}").json()["status"] == "completed"
+    time.sleep(0.3)
+    assert receiver.got == []
 
 
 def test_local_storage_links(tmp_path):

@@ -146,3 +146,59 @@ def test_two_workers_share_the_queue(make_settings, start_api, start_worker):
     ids = [submit(api.url, jpeg()).json()["job_id"] for _ in range(6)]
     wait_for(lambda: all(status(api, j)["status"] == "completed" for j in ids), timeout=60)
     assert len(calls_a) + len(calls_b) == 6 and calls_a and calls_b
+
+
+def test_worker_metrics_endpoint(make_settings, start_api, worker_process):
+    """`restyle worker` with RESTYLE_WORKER_METRICS_PORT serves its own /metrics: outcomes, failure
+    reasons, stage durations, Triton retries and jobs in flight move as it works."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from client_api.local_stack import free_port
+
+    port = free_port()
+    settings = make_settings(worker_metrics_port=port, triton_max_attempts=2)
+    api = start_api(settings)
+    worker_process(settings, RESTYLE_WORKER_PIPELINE="fake_pipeline:restyle", RESTYLE_FAKE_DELAY_S="0.1")
+
+    def scrape() -> dict:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        return {(s.name, *s.labels.values()): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
+
+    def finish(**fields) -> dict:
+        job_id = submit(api.url, jpeg(), **fields).json()["job_id"]
+        wait_for(lambda: status(api, job_id)["status"] in ("completed", "failed"), timeout=30)
+        return status(api, job_id)
+
+    def up():
+        try:
+            return scrape()
+        except httpx.TransportError:
+            return None
+    before = wait_for(up, timeout=30)  # the process imports torch & co. first
+    assert before[("restyle_worker_jobs_in_flight",)] == 0
+    assert ("restyle_worker_jobs_total", "completed") not in before
+
+    assert finish()["status"] == "completed"
+    assert finish(prompt="reject me")["error"]
+    assert "unreachable after 2 attempts" in finish(prompt="triton down")["error"]
+    running = submit(api.url, jpeg()).json()["job_id"]
+    wait_for(lambda: status(api, running)["status"] in ("analyzing", "generating"))
+    assert scrape()[("restyle_worker_jobs_in_flight",)] == 1
+    httpx.delete(f"{api.url}/v1/jobs/{running}")
+    m = wait_for(lambda: (m := scrape()).get(("restyle_worker_jobs_total", "canceled")) and m, timeout=10)
+
+    assert m[("restyle_worker_jobs_total", "completed")] == 1
+    assert m[("restyle_worker_jobs_total", "failed")] == 2
+    assert m[("restyle_worker_jobs_total", "canceled")] == 1
+    assert m[("restyle_worker_job_failures_total", "rejected")] == 1
+    assert m[("restyle_worker_job_failures_total", "triton_unavailable")] == 1
+    assert m[("restyle_worker_triton_retries_total",)] == 1
+    assert m[("restyle_worker_jobs_in_flight",)] == 0
+    for stage in fake_pipeline.STAGES:  # the completed job's timings: 0.1 s per stage
+        assert m[("restyle_worker_job_stage_seconds_count", stage)] == 1
+        assert m[("restyle_worker_job_stage_seconds_sum", stage)] == pytest.approx(0.1)
+        assert m[("restyle_worker_job_stage_seconds_bucket", "0.05", stage)] == 0  # le comes first
+        assert m[("restyle_worker_job_stage_seconds_bucket", "0.1", stage)] == 1
+    assert m[("restyle_worker_job_stage_seconds_count", "total")] == 1
+    assert m[("restyle_worker_job_stage_seconds_sum", "total")] >= 0.9  # 13 pipeline steps of 0.1 s
