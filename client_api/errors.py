@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -58,6 +59,14 @@ def install(app: FastAPI) -> None:
     async def _redis(_: Request, e: Exception):
         log.error("redis unreachable: %s", type(e).__name__)
         return _json(503, "store_unavailable", "the job store (Redis) is unreachable; retry later",
+                     {"Retry-After": "5"})
+
+    # Redis answering but refusing (OOM under maxmemory, a read-only replica, an ACL): the
+    # service cannot serve this request either, and a retry may succeed once it is fixed.
+    @app.exception_handler(RedisError)
+    async def _redis_refused(_: Request, e: RedisError):
+        log.error("redis refused a command: %s", type(e).__name__)
+        return _json(503, "store_unavailable", "the job store (Redis) refused the request; retry later",
                      {"Retry-After": "5"})
 
     @app.exception_handler(StorageError)

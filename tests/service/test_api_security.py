@@ -162,21 +162,23 @@ def test_redis_down_gives_503_and_nothing_half_made(make_settings, start_api, tm
     assert httpx.get(f"{api.url}/health").status_code == 200
 
 
-def test_redis_dies_after_upload_nothing_half_made(make_settings, start_api, rdb, monkeypatch):
-    """The record+enqueue MULTI fails after the upload was stored: the upload is removed again."""
-    from redis.exceptions import ConnectionError
-    from redis.asyncio.client import Pipeline
-
-    api = start_api(make_settings())
-
-    async def boom(self, *a, **k):
-        raise ConnectionError("gone")
-    monkeypatch.setattr(Pipeline, "execute", boom)
-    r = submit(api.url, jpeg(), headers={"Idempotency-Key": "k"})
-    monkeypatch.undo()
-    assert r.status_code == 503
-    assert not any((api.settings.local_storage_dir / "uploads").iterdir())
-    assert rdb.keys("idem:*") == [] and rdb.keys("job:*") in ([], ["job:stats"])
+def test_redis_refuses_the_record_after_upload_nothing_half_made(make_settings, start_api, rdb, redis_url):
+    """Redis accepts the rate limit and idempotency writes, then refuses the record+enqueue
+    MULTI after the upload was stored (here an ACL that may not write job:* or the queue; in
+    production: OOM under maxmemory, a read-only replica): 503, the upload removed again."""
+    rdb.execute_command("ACL", "SETUSER", "no-jobs", "on", ">pw", "+@all", "allchannels", "resetkeys",
+                        "%R~*", "%RW~ratelimit:*", "%RW~idem:*")
+    try:
+        api = start_api(make_settings(redis_url=redis_url.replace("redis://", "redis://no-jobs:pw@")))
+        r = submit(api.url, jpeg(), headers={"Idempotency-Key": "k"})
+        assert r.status_code == 503, r.text
+        assert r.json()["error"] == "store_unavailable" and r.headers["Retry-After"]
+        assert not any((api.settings.local_storage_dir / "uploads").iterdir())
+        assert rdb.keys("idem:*") == [] and rdb.keys("job:*") in ([], ["job:stats"])
+        assert rdb.xlen(api.settings.queue_stream) == 0 if rdb.exists(api.settings.queue_stream) else True
+        assert httpx.get(f"{api.url}/health").status_code == 200
+    finally:
+        rdb.execute_command("ACL", "DELUSER", "no-jobs")
 
 
 def test_cors_and_huge_body(make_settings, start_api):
