@@ -32,7 +32,9 @@ class RedisProcess:
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", self.dir, "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            # Own session: Ctrl-C (or a signal to our process group) must not stop Redis before
+            # the worker has let go of it; stop() ends it afterwards.
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self._wait()
 
     @property
@@ -87,9 +89,11 @@ def run_stack(profile: str, host: str, port: int) -> None:
                              or f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}")
         settings = Settings(**overrides)
         Path(settings.local_storage_dir).mkdir(parents=True, exist_ok=True)
-        # uvicorn re-raises the signal it caught once it has shut down; with SIGTERM's default
-        # action that would kill us before tritonserver and redis-server are stopped.
-        signal.signal(signal.SIGTERM, _interrupt)
+        # uvicorn takes Ctrl-C / SIGTERM while serving and re-raises the signal once it has shut
+        # down. Ignored then: serve() returns, the worker stops, and the finally below stops
+        # tritonserver and redis-server (the default actions would skip that or print tracebacks).
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
         asyncio.run(_serve(settings, create_app(settings), host, port))
     except KeyboardInterrupt:
         pass
@@ -98,10 +102,6 @@ def run_stack(profile: str, host: str, port: int) -> None:
             triton.stop()
         if redis_proc is not None:
             redis_proc.stop()
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 async def _serve(settings, app, host: str, port: int) -> None:
