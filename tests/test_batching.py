@@ -1,6 +1,7 @@
 """Dynamic batching of the ONNX stages: run_batched on a real onnxruntime session, then the
 python-served detection and depth models under concurrent requests in a real tritonserver."""
 import queue
+import time
 
 import numpy as np
 import onnx
@@ -111,7 +112,13 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(triton_ser
         i, result, error = answers.get(timeout=120)
         assert error is None, error
         together[i] = result.as_numpy(output_name)
-    inferences, executions = (a - b for a, b in zip(_counts(client, name), (inferences, executions)))
+    # Triton updates the statistics just after it sends the responses: wait for the last ones
+    before, deadline = (inferences, executions), time.monotonic() + 30
+    while True:
+        inferences, executions = (a - b for a, b in zip(_counts(client, name), before))
+        if inferences >= n + 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
 
     for i, (want, x) in enumerate(zip(alone, xs)):
         assert together[i].shape == want.shape and len(want) == len(x)
