@@ -54,20 +54,14 @@ def install(app: FastAPI) -> None:
         return _json(e.status_code, _HTTP_CODES.get(e.status_code, "error"), e.detail,
                      getattr(e, "headers", None))
 
-    @app.exception_handler(RedisConnectionError)
-    @app.exception_handler(RedisTimeoutError)
-    async def _redis(_: Request, e: Exception):
-        log.error("redis unreachable: %s", type(e).__name__)
-        return _json(503, "store_unavailable", "the job store (Redis) is unreachable; retry later",
-                     {"Retry-After": "5"})
-
-    # Redis answering but refusing (OOM under maxmemory, a read-only replica, an ACL): the
-    # service cannot serve this request either, and a retry may succeed once it is fixed.
+    # Unreachable, or answering but refusing (OOM under maxmemory, a read-only replica, an
+    # ACL): either way this request cannot be served, and a retry may succeed later.
     @app.exception_handler(RedisError)
-    async def _redis_refused(_: Request, e: RedisError):
-        log.error("redis refused a command: %s", type(e).__name__)
-        return _json(503, "store_unavailable", "the job store (Redis) refused the request; retry later",
-                     {"Retry-After": "5"})
+    async def _redis(_: Request, e: RedisError):
+        unreachable = isinstance(e, (RedisConnectionError, RedisTimeoutError))
+        log.error("redis %s: %s", "unreachable" if unreachable else "refused a command", type(e).__name__)
+        detail = "is unreachable" if unreachable else "refused the request"
+        return _json(503, "store_unavailable", f"the job store (Redis) {detail}; retry later", {"Retry-After": "5"})
 
     @app.exception_handler(StorageError)
     async def _storage(_: Request, e: StorageError):

@@ -36,10 +36,6 @@ YOLO_ARCH = "yolov8n"
 YOLO_IMGSZ = {"tiny": 320, "full": 640}
 DEPTH_SIZE = {"tiny": 96, "full": 384}
 CLIP_TINY_IMAGE = 32
-# hiera-tiny in every profile: the T4 budget (restyle/profiles.py) has no room for hiera-large,
-# and masks of furniture boxes gain little from it. The manifest records the config.
-SAM2_CONFIGS = {"tiny": "configs/sam2.1/sam2.1_hiera_t.yaml", "full": "configs/sam2.1/sam2.1_hiera_t.yaml"}
-SAM2_FILES = {"tiny": "sam2.1_hiera_tiny.pt", "full": "sam2.1_hiera_tiny.pt"}
 
 
 def _check_size(size: str) -> None:
@@ -242,14 +238,15 @@ def build_depth(out_dir: Path, *, weights: Path | None, size: str, seed: int) ->
 def build_segmentation(out_dir: Path, *, weights: Path | None, size: str, seed: int) -> dict:
     """SAM2.1 -> out_dir/segmentation/sam2.pt ({"model": state_dict}, what build_sam2 loads).
 
-    hiera-tiny in both sizes (see SAM2_CONFIGS). Weights: <weights>/sam2/sam2.1_hiera_tiny.pt.
+    hiera-tiny in both sizes (see restyle.segmentation). Weights: <weights>/sam2/sam2.1_hiera_tiny.pt.
     """
+    from restyle.segmentation import SAM2_TINY_CONFIG as config, SAM2_TINY_FILE
+
     _check_size(size)
-    config = SAM2_CONFIGS[size]
     dst = Path(out_dir) / "segmentation" / "sam2.pt"
     dst.parent.mkdir(parents=True, exist_ok=True)
     if weights is not None:
-        src = _require(Path(weights) / "sam2" / SAM2_FILES[size])
+        src = _require(Path(weights) / "sam2" / SAM2_TINY_FILE)
         _place(src, dst)
     else:
         from sam2.build_sam import build_sam2

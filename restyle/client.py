@@ -17,8 +17,6 @@ from restyle.pipeline import DEPTH_MAP, EDGE_MAP, RESULT_OUTPUTS
 ENSEMBLE = "room_restyle"
 STREAM = "room_restyle_stream"
 MAP_OUTPUTS = {DEPTH_MAP.name, EDGE_MAP.name}
-STAGES = ("preprocess", "detection", "segmentation", "room_classification", "depth", "edges",
-          "diffusion", "quality", "postprocess")
 # Optional request fields -> (tensor, dtype)
 OPTIONAL = {"prompt": ("PROMPT", "BYTES"), "room_type": ("ROOM_TYPE_OVERRIDE", "BYTES"),
             "seed": ("SEED", "INT64"), "steps": ("STEPS", "INT32"), "guidance": ("GUIDANCE", "FP32"),

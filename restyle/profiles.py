@@ -14,7 +14,6 @@ class Profile:
     detection_size: int
     depth_size: int
     model_size: str  # "tiny" (random small configs) | "full" (real architectures)
-    sam2_config: str
     onnx_serving: str  # "python" (onnxruntime inside a python model) | "onnxruntime" (Triton's backend)
     tensorrt: bool = False
     default_steps: int = 20
@@ -37,8 +36,7 @@ PROFILES: dict[str, Profile] = {
         description="CPU, random-initialised small configs of the real architectures (tests, demo)",
         kind="KIND_CPU", device="cpu", dtype="float32",
         working_long_side=256, size_multiple=8, detection_size=320, depth_size=96,
-        model_size="tiny", sam2_config="configs/sam2.1/sam2.1_hiera_t.yaml",
-        onnx_serving="python", default_steps=20, max_steps=50,
+        model_size="tiny", onnx_serving="python",
         batching={"detection": 4, "depth": 4},
     ),
     # Memory budget on one 16 GB T4 (fp16, one CUDA context per python instance ~0.3-0.5 GB;
@@ -59,8 +57,7 @@ PROFILES: dict[str, Profile] = {
         description="one 16 GB NVIDIA T4, fp16, real checkpoints (or --random-weights for speed runs)",
         kind="KIND_GPU", device="cuda", dtype="float16",
         working_long_side=512, size_multiple=64, detection_size=640, depth_size=384,
-        model_size="full", sam2_config="configs/sam2.1/sam2.1_hiera_t.yaml",
-        onnx_serving="onnxruntime", tensorrt=True, default_steps=20, max_steps=50,
+        model_size="full", onnx_serving="onnxruntime", tensorrt=True,
         # The graphs have a dynamic batch axis (fixed H/W, depth normalised per image), so the
         # batcher groups concurrent requests into one TensorRT run; one instance each, as every
         # onnxruntime instance builds and holds its own engine.
@@ -72,8 +69,7 @@ PROFILES: dict[str, Profile] = {
         description="CPU, real checkpoints (slow but real without a GPU)",
         kind="KIND_CPU", device="cpu", dtype="float32",
         working_long_side=512, size_multiple=64, detection_size=640, depth_size=384,
-        model_size="full", sam2_config="configs/sam2.1/sam2.1_hiera_t.yaml",
-        onnx_serving="python", default_steps=20, max_steps=50,
+        model_size="full", onnx_serving="python",
         batching={"detection": 4, "depth": 4},
     ),
 }

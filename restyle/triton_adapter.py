@@ -62,7 +62,9 @@ class StageModel:
         raise NotImplementedError
 
     def response(self, outputs: dict):
-        tensors = [pb_utils.Tensor(name, np.asarray(value, dtype=self.output_types[name]))
+        # read_inputs hands a one-element STRING tensor over as str: a str output gets its axis back
+        tensors = [pb_utils.Tensor(name, np.asarray([value] if isinstance(value, str) else value,
+                                                    dtype=self.output_types[name]))
                    for name, value in outputs.items()]
         return pb_utils.InferenceResponse(output_tensors=tensors)
 

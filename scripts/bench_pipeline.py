@@ -14,6 +14,7 @@ read the ratios, not the absolutes.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -127,8 +128,6 @@ def _cpus() -> int:
 
 
 def _weights(artifacts: Path) -> str:
-    import json
-
     weights = json.loads((artifacts / "manifest.json").read_text())["weights"]
     return f"{weights} (speed only, never quality)" if weights.startswith("random") else weights
 

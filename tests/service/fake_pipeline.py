@@ -14,9 +14,9 @@ import numpy as np
 
 from restyle.client import Cancelled, Progress, RestyleRequest, RestyleResult, TritonRequestError, TritonUnavailable
 from restyle.imaging import decode_image, encode_jpeg
+from restyle.pipeline import steps
 
-STAGES = ["preprocess", "detection", "segmentation", "room_classification", "depth", "edges", "diffusion",
-          "quality", "postprocess"]
+STAGES = list(dict.fromkeys(step.stage for step in steps()))  # the real pipeline's stages, in order
 
 
 def make(delay_s: float = 0.02, steps: int = 4, calls: list | None = None):

@@ -8,17 +8,10 @@ from restyle.pipeline import HANDED_OUT, staged
 from restyle.triton_adapter import StageModel
 
 
-def _as_tensor(value):
-    # read_inputs gives STRING tensors back as str (one element) or list[str]
-    if isinstance(value, str):
-        return np.array([value], dtype=object)
-    return np.array(value, dtype=object) if isinstance(value, list) else value
-
-
 class TritonPythonModel(StageModel):
     def run(self, inputs):
         orig_h, orig_w, work_h, work_w = inputs["SIZES"].tolist()
         image = restore_aspect(inputs["RESTYLED"], (orig_h, orig_w), self.profile.max_output_side)
         return {"IMAGE_JPEG": np.frombuffer(encode_jpeg(image), dtype=np.uint8),
                 "DEPTH_MAP": to_map(inputs["DEPTH"], (work_h, work_w)), "EDGE_MAP": inputs["EDGES"],
-                **{t.name: _as_tensor(inputs[staged(t.name)]) for t in HANDED_OUT}}
+                **{t.name: inputs[staged(t.name)] for t in HANDED_OUT}}

@@ -5,8 +5,7 @@ from restyle.triton_adapter import StageModel
 
 class TritonPythonModel(StageModel):
     def setup(self):
-        self.segmenter = Segmenter(self.artifacts / "segmentation" / "sam2.pt", self.profile.sam2_config,
-                                   self.profile.device)
+        self.segmenter = Segmenter(self.artifacts / "segmentation" / "sam2.pt", device=self.profile.device)
 
     def run(self, inputs):
         orig_h, orig_w, work_h, work_w = inputs["SIZES"].tolist()
