@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from restyle.contract import MAX_INPUT_PIXELS, MIN_INPUT_SIDE
+
 _SHA256_HEX = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
 
 
@@ -35,6 +37,8 @@ class Settings(BaseSettings):
     # --- Redis (job state, queue, pub/sub, rate limit) ---
     redis_url: str = "redis://localhost:6379/0"
     redis_timeout_s: float = 2.0  # connect/socket timeout: an unreachable Redis must give a fast 503
+    # Per process; a burst beyond it waits (up to redis_timeout_s) for a free connection rather than failing.
+    redis_max_connections: int = Field(32, ge=1)
     queue_stream: str = "restyle:jobs"
     queue_group: str = "restyle-workers"
 
@@ -60,10 +64,10 @@ class Settings(BaseSettings):
 
     # --- uploads / jobs ---
     max_upload_bytes: int = 10 * 1024 * 1024
-    max_pixels: int = 40_000_000
-    min_side: int = 32
-    working_max_side: int = 1024
-    max_steps: int = 50
+    # Stricter than the model server's limit if you like, never looser (restyle.contract).
+    max_pixels: int = Field(MAX_INPUT_PIXELS, ge=MIN_INPUT_SIDE**2, le=MAX_INPUT_PIXELS)
+    # Uploads are stored at most this long side; results come back at the stored size.
+    working_max_side: int = Field(1024, ge=MIN_INPUT_SIDE)
     idempotency_ttl_s: int = 24 * 3600
 
     # --- Triton / worker ---

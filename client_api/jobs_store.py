@@ -7,18 +7,25 @@ the other one is told (return 0) and backs off.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 
 from redis.asyncio import Redis
 
 TERMINAL = ("completed", "failed", "canceled")
-ACTIVE = ("queued", "analyzing", "generating")
 STATS_KEY = "job:stats"
+# Fields holding storage keys; records written before they were renamed used the old names.
+_RENAMED = {"original_url": "original_key", "result_url": "result_key", "thumbnail_url": "thumbnail_key"}
 
 
 def job_key(job_id: str) -> str:
     return f"job:{job_id}"
+
+
+def idempotency_key(owner: str, key: str) -> str:
+    """Where a client's Idempotency-Key is remembered (hashed: it may be long or odd)."""
+    return f"idem:{owner}:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def channel(job_id: str) -> str:
@@ -71,7 +78,13 @@ class JobStore:
 
     async def get(self, job_id: str) -> dict | None:
         data = await self.r.hgetall(job_key(job_id))
+        for old, new in _RENAMED.items():
+            if old in data:
+                data.setdefault(new, data.pop(old))
         return data or None
+
+    async def status(self, job_id: str) -> str | None:
+        return await self.r.hget(job_key(job_id), "status")
 
     def create_into(self, pipe, job_id: str, fields: dict) -> None:
         """Queue the writes that create a job on a MULTI pipeline (the caller adds the XADD)."""

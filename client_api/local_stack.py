@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
@@ -11,15 +12,44 @@ import socket
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+
+from restyle.server_ports import free_port
 
 log = logging.getLogger("restyle.serve")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class StackError(RuntimeError):
+    """A part of the local stack could not start; the message says which and what to do."""
+
+
+def _api_state_file() -> Path:
+    from restyle.settings import get_settings
+
+    return get_settings().run_dir / "api.json"
+
+
+@contextmanager
+def api_state(host: str, port: int):
+    """While the API serves, `restyle submit` on this checkout finds it without --api."""
+    state = _api_state_file()
+    state.parent.mkdir(parents=True, exist_ok=True)
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    state.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    try:
+        yield url
+    finally:
+        state.unlink(missing_ok=True)
+
+
+def running_api_url() -> str | None:
+    try:
+        data = json.loads(_api_state_file().read_text())
+        os.kill(data["pid"], 0)
+    except (OSError, ValueError, KeyError):
+        return None
+    return data["url"]
 
 
 class RedisProcess:
@@ -73,16 +103,34 @@ def run_stack(profile: str, host: str, port: int) -> None:
     try:
         overrides: dict = {}
         if "RESTYLE_REDIS_URL" not in os.environ:
-            redis_proc = RedisProcess()
+            try:
+                redis_proc = RedisProcess()
+            except (OSError, RuntimeError) as exc:
+                raise StackError(f"could not start redis-server ({exc}): install it (`apt-get install redis-server`) "
+                                 "or point RESTYLE_REDIS_URL at a running Redis") from None
             overrides["redis_url"] = redis_proc.url
             log.info("redis-server on port %d", redis_proc.port)
         if "RESTYLE_TRITON_GRPC_URL" not in os.environ:
-            from restyle.server import start
+            from restyle import server
+            from restyle.profiles import get_profile
+            from restyle.repository import render_repository
 
-            triton = start(profile=profile, http_port=free_port(), grpc_port=free_port(),
-                           metrics_port=free_port())
+            model_settings = server.get_settings()
+            try:  # the configs of the profile asked for, not whichever were rendered last
+                render_repository(get_profile(profile), model_settings.artifacts_dir / profile,
+                                  model_settings.model_repository)
+            except FileNotFoundError as exc:
+                raise StackError(str(exc)) from None
+            for line in server.cleanup_leftovers(model_settings.model_repository):
+                log.info(line)
+            log.info("starting tritonserver (%s profile); loading models...", profile)
+            try:
+                triton = server.start(profile=profile, http_port=free_port(), grpc_port=free_port(),
+                                      metrics_port=free_port(), on_wait=_log_loading())
+            except server.TritonStartError as exc:
+                raise StackError(str(exc)) from None
             overrides["triton_grpc_url"] = triton.grpc_url
-            log.info("tritonserver (%s) at %s", profile, triton.grpc_url)
+            log.info("tritonserver (%s) ready: gRPC %s, HTTP %s", profile, triton.grpc_url, triton.http_url)
         if "RESTYLE_SIGNING_SECRET" not in os.environ:
             overrides["signing_secret"] = secrets.token_hex(32)  # API and worker share this process
         overrides.setdefault("public_base_url", os.environ.get("RESTYLE_PUBLIC_BASE_URL")
@@ -94,7 +142,8 @@ def run_stack(profile: str, host: str, port: int) -> None:
         # tritonserver and redis-server (the default actions would skip that or print tracebacks).
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_IGN)
-        asyncio.run(_serve(settings, create_app(settings), host, port))
+        with api_state(host, port):
+            asyncio.run(_serve(settings, create_app(settings), host, port))
     except KeyboardInterrupt:
         pass
     finally:
@@ -102,6 +151,23 @@ def run_stack(profile: str, host: str, port: int) -> None:
             triton.stop()
         if redis_proc is not None:
             redis_proc.stop()
+
+
+def _log_loading():
+    """A line every 10 s while models load: a minute of silence reads as a hang."""
+    last = [time.monotonic()]
+
+    def on_wait(srv) -> None:
+        from restyle import server
+
+        if time.monotonic() - last[0] >= 10:
+            last[0] = time.monotonic()
+            try:
+                states = server.model_states(srv)
+                log.info("tritonserver: %d of %d models ready", sum(s == "READY" for s in states.values()), len(states))
+            except OSError:
+                log.info("tritonserver: starting...")
+    return on_wait
 
 
 async def _serve(settings, app, host: str, port: int) -> None:

@@ -33,10 +33,11 @@ class Services:
 
     @classmethod
     def create(cls, settings: Settings, storage: Storage | None = None) -> "Services":
-        r = aioredis.from_url(settings.redis_url, decode_responses=True,
-                              socket_connect_timeout=settings.redis_timeout_s,
-                              socket_timeout=max(settings.redis_timeout_s, 30.0),
-                              health_check_interval=30)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=settings.redis_max_connections, timeout=settings.redis_timeout_s,
+            decode_responses=True, socket_connect_timeout=settings.redis_timeout_s,
+            socket_timeout=max(settings.redis_timeout_s, 30.0), health_check_interval=30)
+        r = aioredis.Redis.from_pool(pool)  # closed with the client
         return cls(settings, r, JobStore(r, settings.job_ttl),
                    JobQueue(r, settings.queue_stream, settings.queue_group),
                    storage or make_storage(settings))
@@ -54,11 +55,11 @@ class Services:
             return self.storage.url(key, base_url=base, expires_s=ttl) if key else None
 
         result = None
-        if job.get("status") == "completed" and job.get("result_url"):
+        if job.get("status") == "completed" and job.get("result_key"):
             result = JobResult(
-                transformed_url=link(job["result_url"]),
-                thumbnail_url=link(job.get("thumbnail_url")),
-                original_url=link(job.get("original_url")),
+                transformed_url=link(job["result_key"]),
+                thumbnail_url=link(job.get("thumbnail_key")),
+                original_url=link(job.get("original_key")),
                 metadata=ResultMetadata(**json.loads(job.get("metadata") or "{}")),
             )
         return JobView(

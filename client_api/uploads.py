@@ -46,7 +46,7 @@ def downsize(img: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA)  # exact aspect; the pipeline rounds later
 
 
-def prepare(data: bytes, *, max_bytes: int, max_pixels: int, min_side: int, max_side: int) -> bytes:
+def prepare(data: bytes, *, max_bytes: int, max_pixels: int, max_side: int) -> bytes:
     """Validated, EXIF-oriented, downsized JPEG of an upload, or AppError naming the problem."""
     from restyle.imaging import ImageError, decode_image, encode_jpeg
 
@@ -61,7 +61,7 @@ def prepare(data: bytes, *, max_bytes: int, max_pixels: int, min_side: int, max_
         raise AppError(413, "too_many_pixels",
                        f"the image has more than {max_pixels} pixels; send a smaller image")
     try:
-        img = decode_image(data, max_pixels=max_pixels, min_side=min_side)
+        img = decode_image(data, max_pixels=max_pixels)
     except ImageError as e:
         raise AppError(422, "invalid_image", str(e)) from None
     return encode_jpeg(downsize(img, max_side), quality=92)

@@ -18,12 +18,14 @@ from collections.abc import Callable
 
 from redis.exceptions import RedisError
 
+from restyle.contract import FIELDS
+from restyle.styles import display_name
+
 from . import metrics, uploads
 from .jobs_store import TERMINAL, completion_stats, failure_stats, now
 from .queue import Delivery
 from .services import Services
 from .storage import NotFound, job_prefixes, result_key, thumbnail_key
-from .styles_catalog import display_name
 
 log = logging.getLogger("restyle.worker")
 
@@ -142,7 +144,7 @@ class Worker:
             return
         params = json.loads(job["params"])
         try:
-            image = await asyncio.to_thread(self.svc.storage.get, job["original_url"])
+            image = await asyncio.to_thread(self.svc.storage.get, job["original_key"])
         except NotFound:
             return await self.fail(job_id, "missing_upload", "the uploaded photo is gone (expired or deleted)")
         cancel = threading.Event()
@@ -163,7 +165,7 @@ class Worker:
                     "detections": result.detections, "quality_score": result.quality_score,
                     "quality_flags": list(result.quality_flags), "timings": dict(result.timings),
                     "seed": result.seed, "processing_time": elapsed}
-        fields = {"result_url": result_key(job_id), "thumbnail_url": thumbnail_key(job_id),
+        fields = {"result_key": result_key(job_id), "thumbnail_key": thumbnail_key(job_id),
                   "quality_score": result.quality_score, "processing_time": elapsed,
                   "metadata": json.dumps(metadata, default=float), "stage": "completed", "message": "Done!"}
         stats = completion_stats(elapsed, result.timings)
@@ -187,7 +189,7 @@ class Worker:
         while not cancel.is_set():
             await asyncio.sleep(CANCEL_POLL_S)
             try:
-                status = await self.svc.redis.hget(f"job:{job_id}", "status")
+                status = await self.svc.store.status(job_id)
             except RedisError:
                 continue
             if status is None or status in TERMINAL:
@@ -196,9 +198,8 @@ class Worker:
     async def _run_pipeline(self, job_id: str, image: bytes, params: dict, cancel: threading.Event):
         from restyle.client import Cancelled, RestyleRequest, TritonRequestError, TritonUnavailable
 
-        req = RestyleRequest(image=image, style=params["style"], prompt=params.get("prompt"),
-                             room_type=params.get("room_type"), seed=params.get("seed"),
-                             steps=params.get("steps"), mode=params.get("mode"))
+        # params were checked against the contract at submit
+        req = RestyleRequest(image=image, **{k: v for k, v in params.items() if k in FIELDS})
         loop = asyncio.get_running_loop()
         updates: asyncio.Queue = asyncio.Queue()
         pump = asyncio.create_task(self._pump(job_id, updates))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from restyle.detection import OnnxModel
+    from restyle.onnx_model import OnnxModel
 
 
 def run_batched(model: OnnxModel,

@@ -1,88 +1,75 @@
-"""The `restyle` command line: build models, run Triton, call the pipeline (and the job service)."""
+"""Commands of the model side: run a local tritonserver and call the pipeline directly.
+
+The root `restyle` command (restyle_cli) puts these beside export's and the job service's.
+"""
+import sys
 import time
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as Bar
 from rich.table import Table
 
-from client_api.cli import app as service_app
 from restyle.profiles import PROFILES, get_profile
 from restyle.settings import get_settings
 
-app = typer.Typer(help="Room restyle: photo of a room + a style -> the same room, redesigned.", no_args_is_help=True)
-models_app = typer.Typer(help="Build and render the model repository.", no_args_is_help=True)
 triton_app = typer.Typer(help="Run a local tritonserver on the model repository.", no_args_is_help=True)
-app.add_typer(models_app, name="models")
-app.add_typer(triton_app, name="triton")
-# The job service's commands (api, worker, submit, serve, storage-lifecycle) sit at the top level.
-app.registered_commands += service_app.registered_commands
 console = Console()
 
 ProfileOpt = typer.Option(None, "--profile", "-p", help=f"one of: {', '.join(PROFILES)} (default RESTYLE_PROFILE)")
 
 
-def _fail(message: str) -> None:
+def fail(message: str) -> None:
+    """End an expected failure with one clear message and exit 2; with --debug (RESTYLE_DEBUG=1)
+    the exception being handled is raised instead, traceback and all."""
+    if get_settings().debug and sys.exc_info()[1] is not None:
+        raise
     console.print(f"[red]error:[/red] {message}")
     raise typer.Exit(2)
 
 
-@models_app.command("build")
-def models_build(profile: str = ProfileOpt,
-                 weights: Path = typer.Option(None, help="folder of local checkpoints (README: weights layout)"),
-                 random_weights: bool = typer.Option(False, help="full-size architectures, random weights: speed runs only"),
-                 seed: int = typer.Option(None, help="seed for random weights (default RESTYLE_SEED)")):
-    """Export every model of a profile into artifacts/<profile>/ and render its configs."""
-    from export.build import build
-
-    settings = get_settings()
-    try:
-        prof = get_profile(profile or settings.profile)
-        manifest = build(prof, settings.artifacts_dir, settings.model_repository, weights=weights,
-                         random_weights=random_weights, seed=settings.seed if seed is None else seed)
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
-    console.print(f"built profile [bold]{prof.name}[/bold] ({manifest['weights']}) into "
-                  f"{settings.artifacts_dir / prof.name}; configs rendered in {settings.model_repository}")
-
-
-@models_app.command("render")
-def models_render(profile: str = ProfileOpt):
-    """Render every config.pbtxt for a profile whose artifacts are already built."""
-    from restyle.repository import render_repository
-
-    settings = get_settings()
-    prof = get_profile(profile or settings.profile)
-    try:
-        written = render_repository(prof, settings.artifacts_dir / prof.name, settings.model_repository)
-    except FileNotFoundError as exc:
-        _fail(str(exc))
-    console.print(f"rendered {len(written)} configs for profile {prof.name}")
-
-
 @triton_app.command("start")
-def triton_start(profile: str = ProfileOpt, http_port: int = typer.Option(None), grpc_port: int = typer.Option(None),
-                 metrics_port: int = typer.Option(None)):
+def triton_start(profile: str = ProfileOpt,
+                 http_port: int = typer.Option(None, help="default RESTYLE_TRITON_HTTP_PORT (8000)"),
+                 grpc_port: int = typer.Option(None, help="default RESTYLE_TRITON_GRPC_PORT (8001)"),
+                 metrics_port: int = typer.Option(None, help="default RESTYLE_TRITON_METRICS_PORT (8002)")):
     """Start tritonserver in the background; returns once every model is ready."""
     from restyle import server
     from restyle.repository import render_repository
 
     settings = get_settings()
-    prof = get_profile(profile or settings.profile)
-    if (running := server.current()) is not None:
-        _fail(f"tritonserver already runs (pid {running.pid}, profile {running.profile}); `restyle triton stop` first")
     try:
+        prof = get_profile(profile or settings.profile)
+        if (running := server.current()) is not None:
+            raise server.TritonStartError(f"tritonserver already runs (pid {running.pid}, profile {running.profile}, "
+                                          f"HTTP {running.http_url}); `restyle triton stop` first")
+        for line in server.cleanup_leftovers(settings.model_repository):
+            console.print(line)
         render_repository(prof, settings.artifacts_dir / prof.name, settings.model_repository)
         with console.status(f"starting tritonserver ({prof.name}); loading models...") as status:
-            def on_wait(srv):
-                status.update(f"starting tritonserver ({prof.name}): {_ready_count(srv)} models ready")
             srv = server.start(prof.name, http_port or settings.triton_http_port, grpc_port or settings.triton_grpc_port,
-                               metrics_port or settings.triton_metrics_port, on_wait=on_wait)
-    except (FileNotFoundError, server.TritonStartError) as exc:
-        _fail(str(exc))
+                               metrics_port or settings.triton_metrics_port,
+                               on_wait=_progress_reporter(status, f"starting tritonserver ({prof.name})"))
+    except (ValueError, FileNotFoundError, server.TritonStartError) as exc:
+        fail(str(exc))
     console.print(f"tritonserver ready (pid {srv.pid}): HTTP {srv.http_url}, gRPC {srv.grpc_url}, "
                   f"metrics {srv.metrics_url}; log {srv.log}")
+
+
+def _progress_reporter(status, what: str):
+    """Model loading progress: on the status line in a terminal, a line every 10 s otherwise
+    (`make demo` and CI logs would be silent for a minute)."""
+    last = [time.monotonic()]
+
+    def on_wait(srv):
+        text = f"{what}: {_ready_count(srv)} models ready"
+        status.update(text)
+        if not console.is_terminal and time.monotonic() - last[0] >= 10:
+            last[0] = time.monotonic()
+            console.print(text)
+    return on_wait
 
 
 def _ready_count(srv) -> str:
@@ -121,26 +108,39 @@ def triton_status():
     console.print(table)
 
 
-@app.command()
 def infer(photo: Path = typer.Argument(..., exists=True, dir_okay=False, help="room photo (JPEG, PNG, WebP)"),
-          style: str = typer.Option(..., "--style", "-s"), prompt: str = typer.Option(None),
+          style: str = typer.Option(..., "--style", "-s", help="a style name (see README or GET /v1/styles)"),
+          prompt: str = typer.Option(None, help="free text added to the style prompt"),
           room_type: str = typer.Option(None, help="skip classification and use this room type"),
           seed: int = typer.Option(None), steps: int = typer.Option(None), mode: str = typer.Option(None),
-          protocol: str = typer.Option("http", help="http | grpc"),
-          url: str = typer.Option(None, help="HOST:PORT (default the local server's port for the protocol)"),
-          progress: bool = typer.Option(False, "--progress", help="stream progress over gRPC"),
+          speed: str = typer.Option(None, help="quality (default) | balanced | fast"),
+          protocol: str = typer.Option(None, help="http | grpc (default http; grpc with --progress)"),
+          url: str = typer.Option(None, help="HOST:PORT; default the server `restyle triton start` started, "
+                                             "else RESTYLE_TRITON_HOST and the protocol's port setting"),
+          progress: bool = typer.Option(False, "--progress", help="stream progress (gRPC); Ctrl-C cancels on the server"),
           out: Path = typer.Option(Path("out/restyled.jpg"), "--out", "-o")):
     """Call room_restyle directly with tritonclient and save the restyled photo."""
+    from restyle import server
     from restyle.client import Cancelled, RestyleRequest, TritonRequestError, TritonRestyleClient, TritonUnavailable
+    from restyle.contract import InvalidRequest, parse_request
 
     settings = get_settings()
-    if progress:
-        protocol = "grpc"
+    if progress and protocol == "http":
+        fail("--progress streams over gRPC, which HTTP cannot carry: drop --protocol http")
+    protocol = protocol or ("grpc" if progress else "http")
     if protocol not in ("http", "grpc"):
-        _fail("--protocol must be http or grpc")
-    port = settings.triton_http_port if protocol == "http" else settings.triton_grpc_port
-    client = TritonRestyleClient(url or f"{settings.triton_host}:{port}", protocol=protocol)
-    req = RestyleRequest(photo.read_bytes(), style, prompt=prompt, room_type=room_type, seed=seed, steps=steps, mode=mode)
+        fail("--protocol must be http or grpc")
+    try:  # refuse a bad option here rather than after the upload
+        parse_request(style=style, prompt=prompt, room_type=room_type, seed=seed, steps=steps, mode=mode, speed=speed)
+    except InvalidRequest as exc:
+        fail(str(exc))
+    if url is None:
+        running = server.current()
+        port = settings.triton_http_port if protocol == "http" else settings.triton_grpc_port
+        url = (running.http_url if protocol == "http" else running.grpc_url) if running else f"{settings.triton_host}:{port}"
+    client = TritonRestyleClient(url, protocol=protocol)
+    req = RestyleRequest(photo.read_bytes(), style, prompt=prompt, room_type=room_type, seed=seed, steps=steps, mode=mode,
+                         speed=speed)
     started = time.perf_counter()
     try:
         if progress:
@@ -156,8 +156,15 @@ def infer(photo: Path = typer.Argument(..., exists=True, dir_okay=False, help="r
                 bar.update(task, completed=1.0, description="done")
         else:
             result = client.infer(req)
-    except (TritonRequestError, TritonUnavailable, Cancelled) as exc:
-        _fail(str(exc))
+    except TritonUnavailable as exc:
+        hint = " (is that its gRPC port? tritonserver's default is 8001)" if protocol == "grpc" else ""
+        fail(f"cannot reach tritonserver at {url} over {protocol}{hint}: {_first_line(exc)}\n"
+             "start one with `restyle triton start`, or pass --url HOST:PORT")
+    except (TritonRequestError, Cancelled) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        console.print("cancelled" + (" (the server stopped the request)" if progress else ""))
+        raise typer.Exit(130) from None
     elapsed = time.perf_counter() - started
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(result.image_jpeg)
@@ -171,3 +178,7 @@ def infer(photo: Path = typer.Argument(..., exists=True, dir_okay=False, help="r
     if result.timings:
         console.print("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items()))
     console.print(f"total {elapsed:.2f}s over {protocol}; saved {out}")
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]

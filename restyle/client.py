@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from tritonclient.utils import InferenceServerException
+from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
 from restyle.pipeline import DEPTH_MAP, EDGE_MAP, RESULT_OUTPUTS
 
@@ -21,8 +21,8 @@ MAP_OUTPUTS = {DEPTH_MAP.name, EDGE_MAP.name}
 OPTIONAL = {"prompt": ("PROMPT", "BYTES"), "room_type": ("ROOM_TYPE_OVERRIDE", "BYTES"),
             "seed": ("SEED", "INT64"), "steps": ("STEPS", "INT32"), "guidance": ("GUIDANCE", "FP32"),
             "depth_scale": ("DEPTH_SCALE", "FP32"), "canny_scale": ("CANNY_SCALE", "FP32"),
-            "mode": ("MODE", "BYTES"), "canny_low": ("CANNY_LOW", "INT32"), "canny_high": ("CANNY_HIGH", "INT32")}
-NUMPY = {"BYTES": np.object_, "INT64": np.int64, "INT32": np.int32, "FP32": np.float32}
+            "mode": ("MODE", "BYTES"), "speed": ("SPEED", "BYTES"),
+            "canny_low": ("CANNY_LOW", "INT32"), "canny_high": ("CANNY_HIGH", "INT32")}
 
 
 class TritonRequestError(Exception):
@@ -46,6 +46,7 @@ class RestyleRequest:
     seed: int | None = None
     steps: int | None = None
     mode: str | None = None
+    speed: str | None = None
     guidance: float | None = None
     depth_scale: float | None = None
     canny_scale: float | None = None
@@ -79,9 +80,10 @@ class RestyleResult:
 def request_inputs(req: RestyleRequest, module) -> list:
     """InferInputs for tritonclient.http or tritonclient.grpc (same API)."""
     def make(name: str, dtype: str, value) -> object:
-        array = np.array([value.encode() if dtype == "BYTES" else value], dtype=NUMPY.get(dtype))
         if name == "IMAGE_BYTES":
             array = np.frombuffer(value, dtype=np.uint8)
+        else:
+            array = np.array([value.encode() if dtype == "BYTES" else value], dtype=triton_to_np_dtype(dtype))
         tensor = module.InferInput(name, list(array.shape), dtype)
         tensor.set_data_from_numpy(array)
         return tensor
@@ -148,6 +150,8 @@ class TritonRestyleClient:
             result = self._client().infer(ENSEMBLE, request_inputs(req, module), outputs=outputs, **kwargs)
         except InferenceServerException as exc:
             raise _classify(exc) from exc
+        except OSError as exc:  # the HTTP client raises the socket's own error (refused, reset, timed out)
+            raise TritonUnavailable(f"{type(exc).__name__}: {exc}") from exc
         return parse_result(result.as_numpy)
 
     def restyle(self, req: RestyleRequest, on_progress: Callable[[Progress], None] | None = None,
@@ -188,6 +192,9 @@ class TritonRestyleClient:
                     step, total = (int(v) for v in result.as_numpy("STEP"))
                     on_progress(Progress(stage_name, float(result.as_numpy("PROGRESS")[0]),
                                          step or None, total or None))
+        except KeyboardInterrupt:
+            client.stop_stream(cancel_requests=True)  # else stop_stream below waits for the whole run
+            raise
         finally:
             client.stop_stream()
             client.close()

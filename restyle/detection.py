@@ -7,7 +7,6 @@ live here, where they can be tested without a model.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -103,50 +102,3 @@ def postprocess(raw: np.ndarray, lb: np.ndarray, out_hw: tuple[int, int], *, con
     return Detections(boxes=boxes.astype(np.float32), scores=scores[idx].astype(np.float32),
                       class_ids=ids.astype(np.int32), names=names,
                       furniture=np.array([n in FURNITURE_CLASSES for n in names], bool))
-
-
-class OnnxModel:
-    """An onnxruntime session that takes and returns numpy arrays by tensor name."""
-
-    def __init__(self, path: Path | str, device: str = "cpu"):
-        import onnxruntime as ort
-
-        available = ort.get_available_providers()
-        wanted = ["CPUExecutionProvider"]
-        if device.startswith("cuda"):
-            # TensorRT first when the build has it: the engine is built on the serving GPU.
-            wanted = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider")
-                      if p in available] + wanted
-        self.session = ort.InferenceSession(str(path), providers=wanted)
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.output_names = [o.name for o in self.session.get_outputs()]
-
-    @property
-    def input_shape(self) -> list:
-        return self.session.get_inputs()[0].shape
-
-    def check(self, inputs: dict[str, np.ndarray]) -> None:
-        """Raise ValueError naming the problem unless every input is there with the graph's rank
-        and fixed dims (symbolic dims such as the batch take any size)."""
-        missing = set(self.input_names) - set(inputs)
-        if missing:
-            raise ValueError(f"missing inputs {sorted(missing)}; model takes {self.input_names}")
-        for arg in self.session.get_inputs():
-            got = np.shape(inputs[arg.name])
-            if len(got) != len(arg.shape) or any(isinstance(want, int) and want != n
-                                                 for want, n in zip(arg.shape, got)):
-                raise ValueError(f"{arg.name} has shape {list(got)}; the model takes {arg.shape}")
-
-    def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
-        self.check(inputs)
-        outs = self.session.run(self.output_names, {k: inputs[k] for k in self.input_names})
-        return dict(zip(self.output_names, outs))
-
-
-def detect(model: OnnxModel, img: np.ndarray, *, conf: float = 0.25, iou: float = 0.45,
-           max_det: int = 100) -> Detections:
-    """Letterbox at the graph's own input size, run, postprocess into img pixels."""
-    size = int(model.input_shape[-1])
-    tensor, lb = letterbox(img, size)
-    raw = model(images=tensor)["output0"]
-    return postprocess(raw, lb, img.shape[:2], conf=conf, iou=iou, max_det=max_det)

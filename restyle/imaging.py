@@ -12,12 +12,13 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from restyle.contract import MAX_INPUT_PIXELS, MIN_INPUT_SIDE
+
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")
-DEFAULT_MAX_PIXELS = 40_000_000
 
 # Process-wide safety net for any other Image.open in the server: Pillow raises above twice
 # this value. decode_image does its own, stricter check from the header.
-Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
+Image.MAX_IMAGE_PIXELS = MAX_INPUT_PIXELS
 # A truncated upload must be refused, not silently padded with grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -26,7 +27,7 @@ class ImageError(ValueError):
     """The uploaded bytes are not a usable photo; the message says why and what to do."""
 
 
-def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 32) -> np.ndarray:
+def decode_image(data: bytes, *, max_pixels: int = MAX_INPUT_PIXELS, min_side: int = MIN_INPUT_SIDE) -> np.ndarray:
     """Decode JPEG/PNG/WebP bytes to RGB uint8 HxWx3 with EXIF orientation applied."""
     if not data:
         raise ImageError("empty upload: send the bytes of a JPEG, PNG or WebP photo")
@@ -109,11 +110,4 @@ def encode_jpeg(img: np.ndarray, quality: int = 92) -> bytes:
                            [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise ImageError("JPEG encoding failed")
-    return buf.tobytes()
-
-
-def encode_png(img: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", _bgr(img))
-    if not ok:
-        raise ImageError("PNG encoding failed")
     return buf.tobytes()

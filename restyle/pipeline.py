@@ -54,7 +54,7 @@ EDGE_MAP = Tensor("EDGE_MAP", "UINT8", (-1, -1))
 GENERATION_OPTIONS = [
     _opt("PROMPT", "STRING"), _opt("SEED", "INT64"), _opt("STEPS", "INT32"),
     _opt("GUIDANCE", "FP32"), _opt("DEPTH_SCALE", "FP32"), _opt("CANNY_SCALE", "FP32"),
-    _opt("MODE", "STRING"),
+    _opt("MODE", "STRING"), _opt("SPEED", "STRING"),
 ]
 OPTION_NAMES = [t.name for t in GENERATION_OPTIONS]
 DIFFUSION_INPUTS = [
@@ -149,7 +149,7 @@ def model_specs(profile: Profile) -> list[ModelSpec]:
                   DETECTIONS),
         ModelSpec("segmentation", "python",
                   [IMAGE, Tensor("BOXES", "FP32", (-1, 4)), Tensor("FURNITURE", "BOOL", (-1,)), SIZES],
-                  [Tensor("FURNITURE_MASK", "UINT8", (-1, -1)), Tensor("OBJECT_MASKS", "UINT8", (-1, -1, -1))],
+                  [Tensor("FURNITURE_MASK", "UINT8", (-1, -1))],
                   holds_weights=True),
         ModelSpec("room_classification", "python",
                   [IMAGE, _opt("ROOM_TYPE_OVERRIDE", "STRING")],

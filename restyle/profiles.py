@@ -16,10 +16,7 @@ class Profile:
     model_size: str  # "tiny" (random small configs) | "full" (real architectures)
     onnx_serving: str  # "python" (onnxruntime inside a python model) | "onnxruntime" (Triton's backend)
     tensorrt: bool = False
-    default_steps: int = 20
-    max_steps: int = 50
-    max_output_side: int = 2048
-    max_input_pixels: int = 40_000_000
+    max_output_side: int = 2048  # the Triton result's long side; the job API sends <= its working_max_side
     instances: dict[str, int] = field(default_factory=dict)
     # Dynamic batching only where the model has a batch axis (the ONNX models); the queue
     # delay trades a little latency for GPU occupancy under concurrent requests.

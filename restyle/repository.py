@@ -4,8 +4,6 @@ import shutil
 from pathlib import Path
 
 import jinja2
-from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2
 
 from restyle.pipeline import ModelSpec, model_specs
 from restyle.profiles import Profile
@@ -21,11 +19,6 @@ def render_config(spec: ModelSpec, profile: Profile, artifacts_dir: Path) -> str
     return template.render(spec=spec, profile=profile, artifacts_dir=artifacts_dir.resolve()) + "\n"
 
 
-def parse_config(text: str) -> model_config_pb2.ModelConfig:
-    """Parse config.pbtxt text with Triton's own schema (raises on any unknown field)."""
-    return text_format.Parse(text, model_config_pb2.ModelConfig())
-
-
 def _place(src: Path, dst: Path) -> None:
     """Hard-link the exported file where Triton's onnxruntime backend looks (copy across devices)."""
     dst.unlink(missing_ok=True)
@@ -36,18 +29,22 @@ def _place(src: Path, dst: Path) -> None:
 
 
 def render_repository(profile: Profile, artifacts_dir: Path, repository: Path) -> list[Path]:
-    """Write config.pbtxt for every model and put the profile's ONNX files in place."""
+    """Write config.pbtxt for every model and put the profile's ONNX files in place.
+
+    All or nothing: every config is rendered and every artifact found before a file is written."""
+    sources = {name: artifacts_dir / name / "model.onnx" for name in ONNX_MODELS}
+    missing = [str(src) for src in sources.values() if not src.exists()]
+    if missing:
+        raise FileNotFoundError(f"{', '.join(missing)} missing: run `restyle models build --profile {profile.name}` "
+                                "first (nothing was rendered)")
+    configs = {spec.name: render_config(spec, profile, artifacts_dir) for spec in model_specs(profile)}
     written = []
-    for spec in model_specs(profile):
-        model_dir = repository / spec.name
+    for name, text in configs.items():
+        model_dir = repository / name
         (model_dir / "1").mkdir(parents=True, exist_ok=True)
         config = model_dir / "config.pbtxt"
-        config.write_text(render_config(spec, profile, artifacts_dir))
+        config.write_text(text)
         written.append(config)
-    for name in ONNX_MODELS:
-        src = artifacts_dir / name / "model.onnx"
-        if not src.exists():
-            raise FileNotFoundError(
-                f"{src} is missing: run `restyle models build --profile {profile.name}` first")
+    for name, src in sources.items():
         _place(src, repository / name / "1" / "model.onnx")
     return written

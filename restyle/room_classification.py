@@ -7,10 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOM_TYPES: list[str] = [
-    "living room", "bedroom", "kitchen", "bathroom", "dining room", "home office",
-    "kids room", "hallway", "laundry room", "attic", "basement", "balcony",
-]
+from restyle.contract import ROOM_TYPES
+
 # Competing labels: a photo closest to one of these is rejected as "not a room".
 NON_ROOM_LABELS: list[str] = [
     "a photo of a person", "a photo of an animal", "a photo of food",
@@ -18,14 +16,6 @@ NON_ROOM_LABELS: list[str] = [
     "a close-up photo of a single object",
 ]
 NOT_A_ROOM = "not a room"
-
-
-def validate_room_type(name: str) -> str:
-    """A user-given room type, normalised; ValueError naming the choices when unknown."""
-    room = " ".join(str(name).strip().lower().replace("_", " ").split())
-    if room not in ROOM_TYPES:
-        raise ValueError(f"unknown room type {name!r}; choose one of: {', '.join(ROOM_TYPES)}")
-    return room
 
 
 @dataclass

@@ -39,3 +39,14 @@ def synthetic_room(width: int = 640, height: int = 480, seed: int = 0) -> np.nda
     cv2.ellipse(img, (int(w * 0.88), int(h * 0.45)), (int(w * 0.04), int(h * 0.03)), 0, 180, 360, (240, 220, 160), -1)
     noise = rng.normal(0, 4, img.shape)
     return np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+
+
+if __name__ == "__main__":  # `python -m restyle.samples room.jpg`: a photo to try the commands with
+    import sys
+    from pathlib import Path
+
+    from restyle.imaging import encode_jpeg
+
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "room.jpg")
+    out.write_bytes(encode_jpeg(synthetic_room()))
+    print(f"wrote {out} (640x480, synthetic)")

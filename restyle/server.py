@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytriton
 
+from restyle.server_ports import port_in_use
 from restyle.settings import get_settings
 
 WHEEL_ROOT = Path(pytriton.__file__).resolve().parent / "tritonserver"
@@ -120,10 +121,70 @@ def _state_file(run_dir: Path) -> Path:
     return run_dir / "triton.json"
 
 
+def check_ports(**ports: int) -> None:
+    """Refuse before starting, naming the port: Triton itself would load every model first and
+    only then fail to bind."""
+    for name, port in ports.items():
+        if port_in_use(port):
+            raise TritonStartError(f"port {port} ({name.removesuffix('_port')}) is already in use: pass "
+                                   f"--{name.replace('_', '-')} with a free port, or stop what listens there "
+                                   "(`restyle triton stop` for a server this checkout started)")
+
+
+def _cmdline(pid: str) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def cleanup_leftovers(repository: Path) -> list[str]:
+    """End python-backend stubs of this repository whose tritonserver is gone, and remove shared
+    memory regions no process maps any more. A SIGKILLed tritonserver leaves both behind; a stub
+    ignores SIGTERM and, on a GPU, keeps its memory. Returns what was done, one line each."""
+    done, repo = [], str(Path(repository).resolve())
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        argv = _cmdline(pid)
+        # stub argv: stub, model.py, shm region, shm sizes x2, the server's pid, ...
+        if len(argv) > 5 and argv[0].endswith("triton_python_backend_stub") and argv[1].startswith(repo):
+            server_pid = argv[5]
+            if server_pid.isdigit() and "tritonserver" in " ".join(_cmdline(server_pid)[:1]):
+                continue
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+                done.append(f"ended a leftover python-backend stub (pid {pid}, {Path(argv[1]).parent.parent.name})")
+            except OSError:
+                pass
+    time.sleep(0.2 if done else 0)
+    mapped = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            mapped.update(line.rsplit(" ", 1)[-1].strip() for line in open(f"/proc/{pid}/maps")
+                          if "/dev/shm/" in line)
+        except OSError:
+            continue
+    for region in Path("/dev/shm").glob("triton_python_backend_shm_region_*"):
+        try:  # a region younger than a minute may belong to a server that is starting right now
+            if str(region) not in mapped and time.time() - region.stat().st_mtime > 60:
+                region.unlink()
+                done.append(f"removed leftover shared memory {region}")
+        except OSError:
+            continue
+    return done
+
+
+def _failure(log: Path) -> str:
+    """The lines of the log that say why (Triton's error lines start with E and a date)."""
+    lines = log.read_text(errors="replace").splitlines()
+    errors = [line for line in lines if line[:1] == "E" and line[1:5].isdigit()]
+    return "\n".join((errors or lines)[-8:])
+
+
 def start(profile: str, http_port: int, grpc_port: int, metrics_port: int, *,
           repository: Path | None = None, run_dir: Path | None = None, timeout_s: float | None = None,
           on_wait=None) -> TritonServer:
     """Start tritonserver in its own session and return once every model is ready."""
+    check_ports(http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port)
     settings = get_settings()
     repository = repository or settings.model_repository
     run_dir = run_dir or settings.run_dir
@@ -142,12 +203,13 @@ def start(profile: str, http_port: int, grpc_port: int, metrics_port: int, *,
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=server_env(),
                                 start_new_session=True)
     server = TritonServer(proc.pid, settings.triton_host, http_port, grpc_port, metrics_port, log, profile)
-    deadline = time.monotonic() + (timeout_s or settings.triton_start_timeout_s)
+    started = time.monotonic()
+    deadline = started + (timeout_s or settings.triton_start_timeout_s)
     while not server.ready():
         if proc.poll() is not None or time.monotonic() > deadline:
             server.stop(timeout_s=5)
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
-            raise TritonStartError(f"tritonserver did not become ready (log: {log}):\n{tail}")
+            why = "exited" if proc.poll() is not None else f"was not ready after {time.monotonic() - started:.0f} s"
+            raise TritonStartError(f"tritonserver {why}; the log ({log}) says:\n{_failure(log)}")
         if on_wait:
             on_wait(server)
         time.sleep(0.5)

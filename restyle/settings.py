@@ -20,6 +20,9 @@ class ModelSettings(BaseSettings):
     triton_grpc_port: int = 8001
     triton_metrics_port: int = 8002
     triton_start_timeout_s: float = 600.0
+    debug: bool = False  # tracebacks for expected failures too (`restyle --debug`)
+    # Where `restyle models download` gets YOLOv8n (not on the hub): a GitHub release asset.
+    yolo_url: str = "https://github.com/ultralytics/assets/releases/download/v8.3.0/yolov8n.pt"
 
 
 @lru_cache

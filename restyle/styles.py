@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MAX_EXTRA_CHARS = 300
-
 # Generic room words for when the classifier has no useful answer.
 _NO_ROOM_TYPES = {"", "not a room", "unknown", "none"}
 
@@ -121,11 +119,16 @@ def get_style(name: str) -> Style:
         raise ValueError(f"unknown style '{name}'; choose one of: {', '.join(STYLES)}") from None
 
 
+def display_name(name: str) -> str:
+    """'mid-century-modern' -> 'Mid Century Modern' (for progress messages)."""
+    return name.replace("_", " ").replace("-", " ").title()
+
+
 def build_prompt(style: str, room_type: str | None = None, extra: str | None = None) -> tuple[str, str]:
     """(positive, negative) prompts for a style, a room type and the user's free text.
 
     The positive prompt starts with "a {style} {room_type}" ("an" before a vowel) (room_type "room" when unknown),
-    then the free text (stripped; at most MAX_EXTRA_CHARS characters, else ValueError),
+    then the free text (its length is bounded by restyle.contract, checked at the request's edge),
     then the style's detailed description.
     """
     s = get_style(style)
@@ -137,8 +140,6 @@ def build_prompt(style: str, room_type: str | None = None, extra: str | None = N
     parts = [f"{article} {words} {room}"]
     if extra is not None:
         text = " ".join(str(extra).split())
-        if len(text) > MAX_EXTRA_CHARS:
-            raise ValueError(f"prompt is too long: {len(text)} characters, at most {MAX_EXTRA_CHARS} allowed")
         if text:
             parts.append(text)
     parts.append(s.positive)

@@ -3,6 +3,7 @@
 Imported only inside tritonserver's python backend (it needs triton_python_backend_utils).
 """
 import json
+import sys
 import traceback
 from pathlib import Path
 
@@ -10,13 +11,6 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from restyle.profiles import get_profile
-
-NUMPY_TYPES = {"STRING": np.object_, "BOOL": np.bool_, "UINT8": np.uint8, "INT32": np.int32,
-               "INT64": np.int64, "FP32": np.float32}
-
-
-def tensor_type(config_type: str) -> type:
-    return NUMPY_TYPES[config_type.removeprefix("TYPE_")]
 
 
 def read_inputs(request, names) -> dict:
@@ -43,20 +37,41 @@ def scalar(inputs: dict, name: str, default=None):
 
 
 class StageModel:
-    """Base for the request/response models: subclasses implement setup() and run(inputs)."""
+    """Base for every python model: subclasses implement setup() and run(inputs) (or execute).
+
+    What setup() loads is released in finalize(), so an unloaded model gives its memory back
+    (on a GPU, to the next model loaded into the same server)."""
+
+    decoupled = False  # the decoupled models set this; their config must say so too
 
     def initialize(self, args):
         self.config = json.loads(args["model_config"])
+        if self.decoupled != pb_utils.using_decoupled_model_transaction_policy(self.config):
+            raise pb_utils.TritonModelException(
+                f"{self.config['name']}: this model is {'' if self.decoupled else 'not '}decoupled but its "
+                "config.pbtxt says otherwise; render the repository again (`restyle models render`)")
         params = {k: v["string_value"] for k, v in self.config.get("parameters", {}).items()}
         self.profile = get_profile(params["profile"])
         self.artifacts = Path(params["artifacts_dir"])
         self.version_dir = Path(args["model_repository"]) / args["model_version"]
         self.input_names = [t["name"] for t in self.config["input"]]
-        self.output_types = {t["name"]: tensor_type(t["data_type"]) for t in self.config["output"]}
+        self.output_types = {t["name"]: pb_utils.triton_string_to_numpy(t["data_type"]) for t in self.config["output"]}
+        before = set(vars(self))
         self.setup()
+        self._loaded = set(vars(self)) - before
 
     def setup(self):
         pass
+
+    def finalize(self):
+        for name in self._loaded:
+            setattr(self, name, None)
+        if "torch" in sys.modules:
+            import gc
+
+            gc.collect()
+            if sys.modules["torch"].cuda.is_available():
+                sys.modules["torch"].cuda.empty_cache()
 
     def run(self, inputs: dict) -> dict:
         raise NotImplementedError
@@ -119,26 +134,16 @@ class PipelineError(ValueError):
     """A downstream model refused the request; its message is passed on unchanged."""
 
 
-OPTION_FIELDS = {"PROMPT": "prompt", "SEED": "seed", "STEPS": "steps", "GUIDANCE": "guidance",
-                 "DEPTH_SCALE": "depth_scale", "CANNY_SCALE": "canny_scale", "MODE": "mode"}
+# request tensor -> GenerationParams field
+OPTION_FIELDS = {"STYLE": "style", "PROMPT": "prompt", "SEED": "seed", "STEPS": "steps", "GUIDANCE": "guidance",
+                 "DEPTH_SCALE": "depth_scale", "CANNY_SCALE": "canny_scale", "MODE": "mode", "SPEED": "speed"}
 
 
-def generation_params(inputs: dict, profile, room_type: str | None = None):
-    """GenerationParams from the request's tensors, validated against the profile's limits."""
-    from restyle.diffusion import GenerationParams
-    from restyle.styles import build_prompt
+def generation_params(inputs: dict):
+    """GenerationParams from a request's tensors, through the one request contract."""
+    from restyle.contract import parse_request
 
-    style = scalar(inputs, "STYLE")
-    if not style:
-        raise ValueError("STYLE is required (e.g. modern, scandinavian, boho, industrial, minimalist)")
-    given = {field: scalar(inputs, name) for name, field in OPTION_FIELDS.items() if name in inputs}
-    given.setdefault("steps", profile.default_steps)
-    if given.get("prompt") == "":
-        given["prompt"] = None
-    params = GenerationParams(style=style.strip().lower(), room_type=room_type, **given)
-    params.validate(profile.max_steps)
-    build_prompt(params.style, room_type, params.prompt)  # unknown style or overlong prompt -> ValueError
-    return params
+    return parse_request(**{field: scalar(inputs, name) for name, field in OPTION_FIELDS.items() if name in inputs})
 
 
 class OnnxStageModel(StageModel):
@@ -149,7 +154,7 @@ class OnnxStageModel(StageModel):
     run as one onnxruntime batch, as that backend would run them."""
 
     def setup(self):
-        from restyle.detection import OnnxModel
+        from restyle.onnx_model import OnnxModel
 
         self.session = OnnxModel(self.version_dir / "model.onnx", self.profile.device)
 

@@ -14,13 +14,12 @@ from pathlib import Path
 import cv2
 import httpx
 
-from client_api.local_stack import free_port
 from client_api.submit_client import submit_and_follow
 from restyle.samples import synthetic_room
+from restyle.server_ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "out"
-
 
 
 def wait_ready(api: str, stack: subprocess.Popen, timeout_s: float = 900) -> None:

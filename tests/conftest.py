@@ -4,14 +4,12 @@ from pathlib import Path
 import cv2
 import pytest
 
-from client_api.local_stack import free_port
-
 from restyle import server
 from restyle.profiles import get_profile
 from restyle.repository import render_repository
 from restyle.samples import synthetic_room
+from restyle.server_ports import free_port
 from restyle.settings import get_settings
-
 
 
 @pytest.fixture(scope="session")

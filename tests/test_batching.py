@@ -10,7 +10,7 @@ import tritonclient.grpc as grpcclient
 from onnx import TensorProto, helper
 
 from restyle.batching import run_batched
-from restyle.detection import OnnxModel
+from restyle.onnx_model import OnnxModel
 from restyle.profiles import get_profile
 
 

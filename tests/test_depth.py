@@ -5,7 +5,7 @@ import torch
 
 from export.vision import NormalisedDepth, build_depth, load_depth
 from restyle.depth import prepare, to_map
-from restyle.detection import OnnxModel
+from restyle.onnx_model import OnnxModel
 
 SEED = 3
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from export.vision import build_detection, load_yolo
-from restyle.detection import (COCO_CLASSES, FURNITURE_CLASSES, LETTERBOX_FILL, Detections, OnnxModel,
-                               detect, letterbox, postprocess)
+from restyle.detection import COCO_CLASSES, FURNITURE_CLASSES, LETTERBOX_FILL, Detections, letterbox, postprocess
+from restyle.onnx_model import OnnxModel
 
 SEED = 7
 CHAIR, PERSON, COUCH = COCO_CLASSES.index("chair"), COCO_CLASSES.index("person"), COCO_CLASSES.index("couch")
@@ -138,7 +138,8 @@ def test_detect_end_to_end(built):
     out, _ = built
     model = OnnxModel(out / "detection" / "model.onnx")
     img = np.random.default_rng(2).integers(0, 256, (180, 240, 3), np.uint8)
-    det = detect(model, img, conf=0.0, max_det=5)  # random weights: accept any score
+    tensor, lb = letterbox(img, 320)  # what preprocess, detection and detection_postprocess do in turn
+    det = postprocess(model(images=tensor)["output0"], lb, img.shape[:2], conf=0.0, max_det=5)  # random weights
     assert len(det) == 5
     assert (det.boxes[:, [0, 2]] <= 240).all() and (det.boxes[:, [1, 3]] <= 180).all() and (det.boxes >= 0).all()
     assert all(n in COCO_CLASSES for n in det.names)

@@ -5,7 +5,8 @@ import torch
 
 from export.diffusion import build_diffusion
 from restyle import cancellation
-from restyle.diffusion import MODES, GenerationParams, Restyler, effective_mode
+from restyle.contract import MODES, GenerationParams, InvalidRequest, parse_request
+from restyle.diffusion import Restyler, effective_mode
 
 STEPS = 3  # enough to exercise the loop; the 20-step timing is measured outside the tests
 H, W = 128, 192
@@ -34,13 +35,15 @@ def room():
 def params(**kw) -> GenerationParams:
     kw.setdefault("steps", STEPS)
     kw.setdefault("style", "modern")
-    return GenerationParams(room_type="living room", **kw).validate(50)
+    kw.setdefault("seed", 0)
+    return parse_request(room_type="living room", **kw)
 
 
-# ------------------------------------------------------------------ validation
+# ------------------------------------------------------------------ the request contract
 def test_defaults_validate():
-    p = GenerationParams(style="boho").validate(50)
-    assert (p.steps, p.guidance, p.depth_scale, p.canny_scale, p.mode, p.seed) == (20, 7.5, 1.0, 0.5, "full", 0)
+    p = parse_request(style="boho")
+    assert (p.num_steps, p.guidance, p.depth_scale, p.canny_scale, p.mode, p.speed, p.seed) == (
+        20, 7.5, 1.0, 0.5, "full", "quality", None)
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -57,18 +60,21 @@ def test_defaults_validate():
     ("mode", "walls", "mode must be one of full, furniture, keep_furniture, got 'walls'"),
     ("style", "gothic", "unknown style 'gothic'; choose one of: modern"),
     ("prompt", "x" * 301, "prompt is too long: 301 characters"),
+    ("room_type", "garage", "unknown room type 'garage'; choose one of: living room"),
+    ("speed", "turbo", "speed must be one of quality, balanced, fast, got 'turbo'"),
 ])
 def test_validation_names_field_and_range(field, value, message):
     kw = {"style": "modern", field: value}
-    with pytest.raises(ValueError) as err:
-        GenerationParams(**kw).validate(50)
-    assert str(err.value).startswith(message)
+    with pytest.raises(InvalidRequest) as err:
+        parse_request(**kw)
+    assert str(err.value).startswith(message) and err.value.field == field
 
 
 def test_validation_normalises_numpy_scalars():
-    p = GenerationParams(style="modern", steps=np.int32(7), seed=np.int64(5), guidance=np.float32(3.0),
-                         mode=b"furniture").validate(50)
-    assert (p.steps, p.seed, p.guidance, p.mode) == (7, 5, 3.0, "furniture")
+    p = parse_request(style=b"Mid Century Modern", steps=np.int32(7), seed=np.int64(5), guidance=np.float32(3.0),
+                      mode=b"furniture", prompt="  a   green  sofa ", room_type="Living_Room")
+    assert (p.style, p.steps, p.seed, p.guidance, p.mode) == ("mid-century-modern", 7, 5, 3.0, "furniture")
+    assert (p.prompt, p.room_type) == ("a green sofa", "living room")
     assert type(p.steps) is int and type(p.guidance) is float
 
 
@@ -91,7 +97,7 @@ def test_generate_each_mode(restyler, room, mode):
     image, depth, edges, mask = room
     out = restyler.generate(image, depth, edges, mask, params(mode=mode))
     assert out.shape == (H, W, 3) and out.dtype == np.uint8
-    assert restyler.last_mode == mode
+    assert effective_mode(mode, mask, (H, W)) == mode
     assert out.std() > 1.0  # not a constant picture
     assert not np.array_equal(out, image)
     if mode == "furniture":  # far from the furniture the photo is untouched
@@ -125,7 +131,6 @@ def test_empty_mask_runs_as_full(restyler, room):
     image, depth, edges, _ = room
     full = restyler.generate(image, depth, edges, None, params(mode="full", seed=7))
     fallback = restyler.generate(image, depth, edges, np.zeros((H, W), np.uint8), params(mode="furniture", seed=7))
-    assert restyler.last_mode == "full"
     assert fallback.tobytes() == full.tobytes()
 
 
@@ -145,7 +150,7 @@ def test_float_depth_of_another_size_is_accepted(restyler, room):
     small = restyler.generate(image, np.zeros((1, 32, 32), np.float32), edges, mask, params(seed=3))
     assert small.shape == (H, W, 3)
     half_mask = restyler.generate(image, depth, edges, mask[::2, ::2], params(seed=3, mode="furniture"))
-    assert restyler.last_mode == "furniture" and half_mask.shape == (H, W, 3)
+    assert half_mask.shape == (H, W, 3) and not np.array_equal(half_mask, small)
 
 
 def test_bad_inputs_are_refused(restyler, room):

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from export import vision
-from restyle.detection import OnnxModel, letterbox
+from restyle.detection import letterbox
+from restyle.onnx_model import OnnxModel
 from restyle.room_classification import RoomClassifier
 
 

@@ -7,14 +7,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from restyle.imaging import (ImageError, decode_image, encode_jpeg, encode_png, fit_to_working,
-                             restore_aspect)
+from restyle.imaging import ImageError, decode_image, encode_jpeg, fit_to_working, restore_aspect
 
 
 def _pil_bytes(img: Image.Image, fmt: str, **kw) -> bytes:
     buf = io.BytesIO()
     img.save(buf, fmt, **kw)
     return buf.getvalue()
+
+
+def encode_png(img: np.ndarray) -> bytes:
+    return _pil_bytes(Image.fromarray(img), "PNG")
 
 
 def _noise(h=96, w=128, seed=0) -> np.ndarray:

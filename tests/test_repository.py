@@ -2,12 +2,19 @@
 from pathlib import Path
 
 import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
 
 from restyle.pipeline import model_specs
 from restyle.profiles import PROFILES
-from restyle.repository import parse_config, render_config
+from restyle.repository import render_config
 
 REPO = Path(__file__).resolve().parent.parent / "model_repository"
+
+
+def parse_config(text: str) -> model_config_pb2.ModelConfig:
+    """Parse config.pbtxt text with Triton's own schema (raises on any unknown field)."""
+    return text_format.Parse(text, model_config_pb2.ModelConfig())
 
 
 @pytest.mark.parametrize("profile", PROFILES.values(), ids=list(PROFILES))
@@ -38,6 +45,7 @@ def test_configs_parse_and_tensors_are_consistent(profile):
     assert stream.model_transaction_policy.decoupled
     assert [t.name for t in stream.input] == [t.name for t in ensemble.input]
     assert {t.name for t in ensemble.output} <= {t.name for t in stream.output}
+
 
 
 def test_profiles_differ_where_they_should():

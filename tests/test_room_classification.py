@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from export.vision import build_room_classifier
-from restyle.room_classification import (NON_ROOM_LABELS, NOT_A_ROOM, ROOM_TYPES, RoomClassifier,
-                                         RoomPrediction, validate_room_type)
+from restyle.contract import ROOM_TYPES
+from restyle.contract import check_room_type as validate_room_type
+from restyle.room_classification import NON_ROOM_LABELS, NOT_A_ROOM, RoomClassifier, RoomPrediction
 
 
 @pytest.fixture(scope="module")

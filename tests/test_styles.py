@@ -1,6 +1,7 @@
 import pytest
 
-from restyle.styles import MAX_EXTRA_CHARS, STYLES, build_prompt, get_style
+from restyle.contract import MAX_PROMPT_CHARS, InvalidRequest, parse_request
+from restyle.styles import STYLES, build_prompt, get_style
 
 REQUIRED = ["modern", "scandinavian", "boho", "industrial", "minimalist"]
 
@@ -46,7 +47,7 @@ def test_unknown_style_names_the_choices():
         build_prompt("gothic", "kitchen", None)
 
 
-def test_free_text_length_is_capped():
-    assert build_prompt("modern", "kitchen", "x" * MAX_EXTRA_CHARS)[0]
-    with pytest.raises(ValueError, match=rf"prompt is too long: {MAX_EXTRA_CHARS + 1} characters, at most {MAX_EXTRA_CHARS}"):
-        build_prompt("modern", "kitchen", "x" * (MAX_EXTRA_CHARS + 1))
+def test_free_text_length_is_capped_by_the_contract():
+    assert parse_request(style="modern", prompt="x" * MAX_PROMPT_CHARS).prompt == "x" * MAX_PROMPT_CHARS
+    with pytest.raises(InvalidRequest, match=rf"prompt is too long: {MAX_PROMPT_CHARS + 1} characters, at most {MAX_PROMPT_CHARS}"):
+        parse_request(style="modern", prompt="x" * (MAX_PROMPT_CHARS + 1))

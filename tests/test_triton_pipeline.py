@@ -11,7 +11,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from PIL import Image
-from tritonclient.utils import InferenceServerException
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from restyle.client import Cancelled, RestyleRequest, TritonRequestError, TritonRestyleClient, request_inputs
 from restyle.pipeline import RESULT_OUTPUTS, staged
@@ -38,10 +38,8 @@ def tensor(mod, name, array, dtype):
 def call(server, protocol, model, inputs: dict):
     """inputs: name -> numpy array (object arrays are BYTES). Returns name -> array for every output."""
     mod = module(protocol)
-    types = {np.dtype(np.uint8): "UINT8", np.dtype(np.float32): "FP32", np.dtype(np.int32): "INT32",
-             np.dtype(np.int64): "INT64", np.dtype(np.bool_): "BOOL", np.dtype(object): "BYTES"}
     client = raw_client(server, protocol)
-    result = client.infer(model, [tensor(mod, k, v, types[v.dtype]) for k, v in inputs.items()])
+    result = client.infer(model, [tensor(mod, k, v, np_to_triton_dtype(v.dtype)) for k, v in inputs.items()])
     meta = client.get_model_metadata(model)
     names = [o["name"] for o in meta["outputs"]] if protocol == "http" else [o.name for o in meta.outputs]
     return {n: result.as_numpy(n) for n in names}
@@ -73,13 +71,11 @@ def test_every_stage_alone(triton_server, room_jpeg, protocol):
                                                "FURNITURE": dets["FURNITURE"].astype(bool),
                                                "SIZES": sizes})
     assert seg["FURNITURE_MASK"].shape == image.shape[:2]
-    assert seg["OBJECT_MASKS"].shape == (n, *image.shape[:2])
     # random tiny YOLO weights rarely find anything: prompt SAM2 with a known box (photo pixels) too
     boxed = call(srv, protocol, "segmentation", {
         "IMAGE": image, "BOXES": np.array([[77, 269, 320, 403]], np.float32), "FURNITURE": np.array([True]),
         "SIZES": sizes})
-    assert boxed["OBJECT_MASKS"].shape == (1, *image.shape[:2])
-    assert boxed["FURNITURE_MASK"].any()
+    assert boxed["FURNITURE_MASK"].shape == image.shape[:2] and boxed["FURNITURE_MASK"].any()
 
     room = call(srv, protocol, "room_classification", {"IMAGE": image})
     assert 0.0 <= float(room["ROOM_CONFIDENCE"][0]) <= 1.0
@@ -275,11 +271,3 @@ def test_raw_http_call_without_optional_inputs(triton_server, room_jpeg):
     with pytest.raises(InferenceServerException):
         client.infer("room_restyle", inputs[:1])  # STYLE missing
 
-
-def test_perf_analyzer_runs_against_the_ensemble(triton_server, room_jpeg, tmp_path):
-    from restyle import perf
-
-    done = perf.run(triton_server.http_url, room_jpeg, tmp_path, steps=2, windows=2)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "Throughput" in done.stdout and "Avg latency" in done.stdout
-    assert (tmp_path / "perf.csv").read_text().startswith("Concurrency")

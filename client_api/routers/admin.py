@@ -7,7 +7,7 @@ from ..jobs_store import summarize
 from ..schemas import Stats, error_responses
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)],
-                   responses=error_responses(403, 503))
+                   responses=error_responses(401, 403, 503))
 
 
 @router.get("/stats", response_model=Stats, summary="Job totals, average processing time, queue")

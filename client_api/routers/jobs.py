@@ -12,17 +12,18 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import RedirectResponse
 
-from .. import uploads, webhooks
+from restyle.contract import (MAX_PROMPT_CHARS, MAX_ROOM_TYPE_CHARS, MAX_SEED, MAX_STEPS, MODES, SPEEDS, InvalidRequest,
+                              parse_request)
+
+from .. import jobs_store, uploads, webhooks
 from ..deps import IdempotencyKey, JobDep, OwnerDep, ServicesDep
 from ..errors import AppError
-from ..jobs_store import TERMINAL, now
+from ..jobs_store import TERMINAL, idempotency_key, now
 from ..schemas import JobCreated, JobView, error_responses
 from ..storage import job_prefixes, original_key
-from ..styles_catalog import check_style
 
 router = APIRouter(tags=["jobs"])
 
-MODES = ("full", "furniture", "keep_furniture")  # mirrors restyle.diffusion.MODES (not imported: torch)
 SUBMIT_ERRORS = error_responses(400, 401, 409, 413, 415, 422, 429, 503)  # 400: a malformed multipart body
 JOB_ERRORS = error_responses(401, 404, 422, 503)  # every route that looks a job up
 CANCEL_ERRORS = {**JOB_ERRORS, **error_responses(409)}
@@ -70,7 +71,7 @@ async def _estimate(services) -> float:
 
 async def _claim_idempotency(services, owner: str, key: str, fingerprint: str, job_id: str) -> str | None:
     """Reserve the key for job_id; if taken, the earlier job's id (same request) or 409."""
-    rkey = f"idem:{owner}:{hashlib.sha256(key.encode()).hexdigest()}"
+    rkey = idempotency_key(owner, key)
     value = f"{fingerprint} {job_id}"
     ttl = services.settings.idempotency_ttl_s
     if await services.redis.set(rkey, value, nx=True, ex=ttl):
@@ -91,28 +92,33 @@ async def _claim_idempotency(services, owner: str, key: str, fingerprint: str, j
 async def submit(
     request: Request, response: Response, services: ServicesDep, owner: OwnerDep,
     file: Annotated[UploadFile, File(description="room photo: JPEG, PNG or WebP")],
-    style: Annotated[str, Form(max_length=64)],
-    prompt: Annotated[str | None, Form(max_length=500)] = None,
-    room_type: Annotated[str | None, Form(max_length=64)] = None,
-    seed: Annotated[int | None, Form(ge=0, le=2**63 - 1)] = None,
-    steps: Annotated[int | None, Form(ge=1, le=1000)] = None,
-    mode: Annotated[Literal[MODES] | None, Form()] = None,
+    style: Annotated[str, Form(max_length=64, description="a name from GET /v1/styles")],
+    prompt: Annotated[str | None, Form(max_length=MAX_PROMPT_CHARS, description="free text added to the style")] = None,
+    room_type: Annotated[str | None, Form(max_length=MAX_ROOM_TYPE_CHARS,
+                                          description="skip room classification and use this")] = None,
+    seed: Annotated[int | None, Form(ge=0, le=MAX_SEED)] = None,
+    steps: Annotated[int | None, Form(ge=1, le=MAX_STEPS, description="default: the speed mode's")] = None,
+    mode: Annotated[Literal[MODES] | None, Form(description="what to change")] = None,
+    speed: Annotated[Literal[SPEEDS] | None, Form(description="quality (default), balanced or fast")] = None,
     webhook_url: Annotated[str | None, Form(max_length=2048)] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> JobCreated:
     s = services.settings
-    retry_after = await request.app.state.limiter.hit(owner)  # first: Redis down → 503, nothing made
+    # The request's edge: everything the pipeline would refuse is refused here, before a
+    # rate-limit token is spent or anything is stored.
+    try:
+        gen = parse_request(style=style, prompt=prompt, room_type=room_type, seed=seed, steps=steps, mode=mode,
+                            speed=speed)
+    except InvalidRequest as e:
+        raise AppError(422, "unknown_style" if e.field == "style" else f"invalid_{e.field}", str(e)) from None
+    await _check_webhook(webhook_url, s)
+    retry_after = await request.app.state.limiter.hit(owner)  # Redis down → 503, nothing made
     if retry_after is not None:
         raise AppError(429, "rate_limited", "too many jobs submitted; slow down",
                        {"Retry-After": str(max(1, round(retry_after + 0.5)))})
-    style = check_style(style)
-    if steps is not None and steps > s.max_steps:
-        raise AppError(422, "invalid_steps", f"steps must be between 1 and {s.max_steps}")
-    await _check_webhook(webhook_url, s)
 
     raw = await _read_limited(file, s.max_upload_bytes)
-    params = {"style": style, "prompt": prompt, "room_type": room_type, "seed": seed, "steps": steps,
-              "mode": mode, "webhook_url": webhook_url}
+    params = {**gen.to_dict(), "webhook_url": webhook_url}
     job_id = uuid.uuid4().hex
     base = base_url(request, services)
     if idempotency_key:
@@ -124,14 +130,13 @@ async def submit(
                               estimated_time=await _estimate(services), **job_links(base, existing))
     try:
         image = await asyncio.to_thread(uploads.prepare, raw, max_bytes=s.max_upload_bytes,
-                                        max_pixels=s.max_pixels, min_side=s.min_side,
-                                        max_side=s.working_max_side)
+                                        max_pixels=s.max_pixels, max_side=s.working_max_side)
         # A seed fixed now makes a redelivered job reproduce the same picture.
-        params["seed"] = seed if seed is not None else secrets.randbelow(2**31)
+        params.setdefault("seed", secrets.randbelow(2**31))
         await asyncio.to_thread(services.storage.put, original_key(job_id), image)
         fields = {"owner": owner, "status": "queued", "progress": "0", "stage": "queued",
-                  "message": "Waiting in queue...", "created_at": now(), "style": style,
-                  "params": json.dumps(params), "original_url": original_key(job_id), "base_url": base,
+                  "message": "Waiting in queue...", "created_at": now(), "style": gen.style,
+                  "params": json.dumps(params), "original_key": original_key(job_id), "base_url": base,
                   "webhook_url": webhook_url or "", "deliveries": "0"}
         pipe = services.redis.pipeline(transaction=True)  # record + enqueue: both or neither
         services.store.create_into(pipe, job_id, fields)
@@ -153,7 +158,7 @@ async def _undo_submit(services, owner, idempotency_key, job_id) -> None:
             pass
     if idempotency_key:
         try:
-            rkey = f"idem:{owner}:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
+            rkey = jobs_store.idempotency_key(owner, idempotency_key)
             if (await services.redis.get(rkey) or "").endswith(job_id):
                 await services.redis.delete(rkey)
         except Exception:

@@ -2,15 +2,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from restyle.styles import STYLES
+
 from ..schemas import StyleInfo
-from ..styles_catalog import styles
 
 router = APIRouter(tags=["styles"])
 
 
 @router.get("/v1/styles", response_model=list[StyleInfo], summary="Available styles")
 async def list_styles() -> list[StyleInfo]:
-    return [StyleInfo(name=s.name, description=s.description) for s in styles().values()]
+    return [StyleInfo(name=s.name, description=s.description) for s in STYLES.values()]
 
 
 @router.get("/", summary="Service name and styles (what the mobile app loads first)")

@@ -16,10 +16,11 @@ import uvicorn
 from PIL import Image
 
 from client_api.config import Settings
-from client_api.local_stack import RedisProcess, free_port
+from client_api.local_stack import RedisProcess
 from client_api.main import create_app
 from client_api.services import Services
 from client_api.worker import Worker
+from restyle.server_ports import free_port
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]

@@ -1,11 +1,10 @@
 """Submit → progress over SSE and WebSocket → completed → result downloadable (fake pipeline)."""
 from __future__ import annotations
 
+import fake_pipeline
 import httpx
 import pytest
-
-import fake_pipeline
-from svc_helpers import image_size, jpeg, sse_events, submit, wait_for, ws_events
+from svc_helpers import image_size, sse_events, submit, wait_for, ws_events
 
 
 @pytest.fixture
@@ -119,9 +118,8 @@ def test_unknown_job_and_pipeline_rejection(stack, photo):
 
 
 def test_stage_messages():
-    from restyle.client import Progress
-
     from client_api.worker import progress_update
+    from restyle.client import Progress
 
     expected = {"detection": "Detecting furniture...", "segmentation": "Creating masks...",
                 "room_classification": "Analyzing room...", "depth": "Generating depth map...",

@@ -7,9 +7,10 @@ import threading
 
 import httpx
 import pytest
-
-from client_api.worker import load_pipeline
 from svc_helpers import image_size, sse_events, submit, wait_for, ws_events
+
+from client_api.jobs_store import job_key
+from client_api.worker import load_pipeline
 
 
 @pytest.fixture
@@ -72,6 +73,6 @@ def test_killed_worker_job_completed_by_another_exactly_once(triton_settings, st
     start_worker(triton_settings, load_pipeline(triton_settings))
     events = sse_events(api.url, job_id, timeout=300)
     assert events[-1][0] == "completed"
-    assert rdb.hget(f"job:{job_id}", "deliveries") == "2"
+    assert rdb.hget(job_key(job_id), "deliveries") == "2"
     stats = httpx.get(f"{api.url}/v1/admin/stats").json()
     assert stats["completed"] == 1 and stats["queue"]["pending"] == 0

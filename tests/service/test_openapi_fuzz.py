@@ -10,16 +10,17 @@ from __future__ import annotations
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, settings, strategies as st
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
                                                status_code_conformance)
+from svc_helpers import jpeg, submit
 
 from client_api.config import Settings
-from client_api.jobs_store import ACTIVE, STATS_KEY
+from client_api.jobs_store import STATS_KEY, TERMINAL
 from client_api.main import create_app
 from restyle.styles import STYLES
-from svc_helpers import jpeg, submit
 
 KEY, ADMIN = "fuzz-key", "fuzz-admin"
 PHOTO = jpeg()
@@ -56,9 +57,9 @@ def assert_nothing_half_made(rdb, cfg: Settings) -> None:
     jobs = {key.removeprefix("job:"): rdb.hgetall(key) for key in rdb.scan_iter("job:*") if key != STATS_KEY}
     storage = cfg.local_storage_dir
     for job_id, job in jobs.items():
-        if job["status"] in ACTIVE:  # a worker must still be able to take and run it
+        if job["status"] not in TERMINAL:  # a worker must still be able to take and run it
             assert job_id in queued, f"job {job_id} is {job['status']} but not in the queue"
-            assert (storage / job["original_url"]).is_file(), f"job {job_id} has no upload"
+            assert (storage / job["original_key"]).is_file(), f"job {job_id} has no upload"
     for path in storage.glob("*/*"):
         assert path.name in jobs, f"{path} belongs to no job"
 
@@ -104,7 +105,7 @@ def test_openapi_fuzz(case, key, form, job, fuzz_api, rdb):
 def test_half_made_check_can_fail(make_settings, rdb):
     """The check above is not vacuous: a queued job without its queue entry, or an orphan file, fails it."""
     cfg = make_settings()
-    rdb.hset("job:abc", mapping={"status": "queued", "original_url": "uploads/abc/original.jpg"})
+    rdb.hset("job:abc", mapping={"status": "queued", "original_key": "uploads/abc/original.jpg"})
     with pytest.raises(AssertionError, match="not in the queue"):
         assert_nothing_half_made(rdb, cfg)
     rdb.delete("job:abc")

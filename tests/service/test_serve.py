@@ -9,9 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from client_api.local_stack import free_port
 from svc_helpers import jpeg, submit, wait_for
+
+from restyle.server_ports import free_port
 
 RESTYLE = Path(sys.executable).with_name("restyle")
 

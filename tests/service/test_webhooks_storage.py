@@ -9,13 +9,14 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import fake_pipeline
 import httpx
 import pytest
-
-import fake_pipeline
-from client_api import webhooks
-from client_api.storage import LocalStorage, S3Storage, make_storage, original_key, result_key
 from svc_helpers import jpeg, sse_events, submit, wait_for
+
+from client_api import webhooks
+from client_api.jobs_store import job_key
+from client_api.storage import LocalStorage, S3Storage, make_storage, original_key, result_key
 
 SECRET = "whsec-test"
 
@@ -203,7 +204,7 @@ def test_retention(make_settings, start_api, start_worker, rdb, tmp_path):
     start_worker(settings, fake_pipeline.make(0.01))
     job_id = submit(api.url, jpeg()).json()["job_id"]
     wait_for(lambda: httpx.get(f"{api.url}/v1/jobs/{job_id}").json()["status"] == "completed")
-    assert 0 < rdb.ttl(f"job:{job_id}") <= 2
+    assert 0 < rdb.ttl(job_key(job_id)) <= 2
     wait_for(lambda: httpx.get(f"{api.url}/v1/jobs/{job_id}").status_code == 404, timeout=5)
     # the local store's lifecycle sweep: uploads older than 7 days go, results stay until 30
     store = make_storage(settings)

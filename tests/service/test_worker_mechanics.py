@@ -6,12 +6,12 @@ import signal
 import threading
 import time
 
+import fake_pipeline
 import httpx
 import pytest
-
-import fake_pipeline
-from client_api.config import hash_key
 from svc_helpers import jpeg, sse_events, submit, wait_for
+
+from client_api.jobs_store import job_key
 
 
 def status(api, job_id):
@@ -68,7 +68,7 @@ def test_delete_my_data(make_settings, start_api, start_worker, rdb):
     links = status(api, job_id)["result"]
     assert httpx.delete(f"{api.url}/v1/jobs/{job_id}/data").status_code == 204
     assert httpx.get(f"{api.url}/v1/jobs/{job_id}").status_code == 404
-    assert rdb.exists(f"job:{job_id}") == 0
+    assert rdb.exists(job_key(job_id)) == 0
     for url in (links["transformed_url"], links["thumbnail_url"], links["original_url"]):
         assert httpx.get(url).status_code == 404
     assert not any(settings.local_storage_dir.glob(f"*/{job_id}"))
@@ -104,7 +104,7 @@ def test_worker_killed_mid_job_is_finished_by_another_exactly_once(make_settings
     start_worker(settings, fake_pipeline.make(0.01, calls=calls))
     events = sse_events(api.url, job_id)
     assert events[-1][0] == "completed"
-    assert len(calls) == 1 and rdb.hget(f"job:{job_id}", "deliveries") == "2"
+    assert len(calls) == 1 and rdb.hget(job_key(job_id), "deliveries") == "2"
     stats = httpx.get(f"{api.url}/v1/admin/stats").json()
     assert stats["completed"] == 1 and stats["total"] == 1
     assert stats["queue"]["pending"] == 0 and stats["queue"]["waiting"] == 0
@@ -114,6 +114,7 @@ def test_worker_killed_mid_job_is_finished_by_another_exactly_once(make_settings
 def test_delivery_limit_fails_job(make_settings, start_api, start_worker, rdb):
     """A job whose workers keep dying ends `failed` with a clear reason once delivered too often."""
     import asyncio
+
     from client_api.services import Services
 
     settings = make_settings(visibility_timeout_s=0.3, max_deliveries=2)
@@ -153,7 +154,7 @@ def test_worker_metrics_endpoint(make_settings, start_api, worker_process):
     reasons, stage durations, Triton retries and jobs in flight move as it works."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from client_api.local_stack import free_port
+    from restyle.server_ports import free_port
 
     port = free_port()
     settings = make_settings(worker_metrics_port=port, triton_max_attempts=2)

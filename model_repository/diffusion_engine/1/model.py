@@ -17,6 +17,8 @@ FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
 
 class TritonPythonModel(StageModel):
+    decoupled = True
+
     def setup(self):
         self.restyler = Restyler.load(self.artifacts / "diffusion", self.profile.device,
                                       getattr(torch, self.profile.dtype))
@@ -33,8 +35,9 @@ class TritonPythonModel(StageModel):
                 send_error(sender, error_message(self.config["name"], exc))
 
     def generate(self, request, inputs, sender):
-        params = generation_params(inputs, self.profile, room_type=scalar(inputs, "ROOM_TYPE"))
-        if "SEED" not in inputs:
+        params = generation_params(inputs)
+        params.room_type = scalar(inputs, "ROOM_TYPE")  # the classifier's answer (or the checked override)
+        if params.seed is None:
             params.seed = secrets.randbelow(2**31)  # reported back, so any result can be reproduced
         key = scalar(inputs, "CANCEL_KEY")
         if key:

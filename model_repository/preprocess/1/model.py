@@ -1,5 +1,4 @@
 """Encoded photo -> working-size RGB, the detector's and depth model's input tensors; checks the options early."""
-import numpy as np
 
 from restyle.depth import prepare
 from restyle.detection import letterbox
@@ -9,9 +8,9 @@ from restyle.triton_adapter import StageModel, generation_params
 
 class TritonPythonModel(StageModel):
     def run(self, inputs):
-        # Refuse bad options before the expensive stages run.
-        generation_params(inputs, self.profile)
-        original = decode_image(inputs["IMAGE_BYTES"].tobytes(), max_pixels=self.profile.max_input_pixels)
+        # The request's edge: bad options are refused before the expensive stages run.
+        generation_params(inputs)
+        original = decode_image(inputs["IMAGE_BYTES"].tobytes())
         image = fit_to_working(original, self.profile.working_long_side, self.profile.size_multiple)
         det_input, lb = letterbox(image, self.profile.detection_size)
         return {"IMAGE": image, "SIZES": [*original.shape[:2], *image.shape[:2]], "DET_INPUT": det_input,

@@ -23,6 +23,8 @@ class Cancelled(Exception):
 
 
 class TritonPythonModel(StageModel):
+    decoupled = True
+
     def setup(self):
         self.steps = steps()
 

@@ -1,4 +1,4 @@
-"""SAM2 prompted with the detector's boxes -> per-object masks and one furniture mask."""
+"""SAM2 prompted with the detector's boxes -> the furniture mask (the union of the furniture objects' masks)."""
 from restyle.segmentation import Segmenter
 from restyle.triton_adapter import StageModel
 
@@ -10,5 +10,5 @@ class TritonPythonModel(StageModel):
     def run(self, inputs):
         orig_h, orig_w, work_h, work_w = inputs["SIZES"].tolist()
         boxes = inputs["BOXES"] * (work_w / orig_w)  # boxes come in photo pixels
-        masks, furniture_mask = self.segmenter.segment(inputs["IMAGE"], boxes, inputs["FURNITURE"])
-        return {"FURNITURE_MASK": furniture_mask, "OBJECT_MASKS": masks.astype("uint8") * 255}
+        _, furniture_mask = self.segmenter.segment(inputs["IMAGE"], boxes, inputs["FURNITURE"])
+        return {"FURNITURE_MASK": furniture_mask}
