@@ -57,6 +57,8 @@ def test_keys_are_not_stored_in_redis(keyed, rdb):
 
 
 def test_rate_limit(keyed):
+    # refused submissions spend no tokens
+    assert {submit(keyed.url, jpeg(), key=KEY_A, style="gothic").status_code for _ in range(4)} == {422}
     codes = [submit(keyed.url, jpeg(), key=KEY_A).status_code for _ in range(4)]
     assert codes == [202, 202, 202, 429]
     r = submit(keyed.url, jpeg(), key=KEY_A)
@@ -122,6 +124,10 @@ def test_bad_fields(anon):
     cases = [({"style": "baroque-disco"}, "unknown_style"), ({"style": "modern", "steps": "0"}, "validation_error"),
              ({"style": "modern", "steps": "51"}, "validation_error"), ({"style": "modern", "mode": "x"}, "validation_error"),
              ({"style": "modern", "seed": "-1"}, "validation_error"),
+             # what the pipeline would refuse later is refused at submit (restyle.contract)
+             ({"style": "modern", "prompt": "x" * 400}, "validation_error"),
+             ({"style": "modern", "room_type": "garage"}, "invalid_room_type"),
+             ({"style": "modern", "speed": "turbo"}, "validation_error"),
              ({"style": "modern", "webhook_url": "ftp://x"}, "invalid_webhook_url"),
              # urlsplit raises on these: they used to escape as 500s
              ({"style": "modern", "webhook_url": "http://[::1"}, "invalid_webhook_url"),
