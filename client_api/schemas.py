@@ -43,6 +43,7 @@ class ResultMetadata(BaseModel):
     quality_flags: list[str] = []
     timings: dict[str, float] = {}
     seed: int | None = None
+    evals: int | None = None  # denoiser evaluations the image cost (UNet and each ControlNet, times batch)
     processing_time: float | None = None
 
 

@@ -164,7 +164,7 @@ class Worker:
         metadata = {"room_type": result.room_type, "room_confidence": result.room_confidence,
                     "detections": result.detections, "quality_score": result.quality_score,
                     "quality_flags": list(result.quality_flags), "timings": dict(result.timings),
-                    "seed": result.seed, "processing_time": elapsed}
+                    "seed": result.seed, "evals": result.evals, "processing_time": elapsed}
         fields = {"result_key": result_key(job_id), "thumbnail_key": thumbnail_key(job_id),
                   "quality_score": result.quality_score, "processing_time": elapsed,
                   "metadata": json.dumps(metadata, default=float), "stage": "completed", "message": "Done!"}

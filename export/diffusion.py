@@ -20,6 +20,7 @@ Writes ``out_dir/diffusion/{sd,controlnet_depth,controlnet_canny}``, the layout
       DIR/stable-diffusion-v1-5/      model_index.json, unet/, vae/, text_encoder/, ...
       DIR/control_v11f1p_sd15_depth/  config.json, diffusion_pytorch_model.safetensors
       DIR/control_v11p_sd15_canny/    config.json, diffusion_pytorch_model.safetensors
+      DIR/lcm-lora-sdv1-5/            pytorch_lora_weights.safetensors (the fast speed mode)
 
   Get them (on a machine with network access; not run here) with::
 
@@ -30,6 +31,10 @@ Writes ``out_dir/diffusion/{sd,controlnet_depth,controlnet_canny}``, the layout
           --local-dir DIR/control_v11f1p_sd15_depth --exclude "*.bin" "*fp16*"
       huggingface-cli download lllyasviel/control_v11p_sd15_canny \\
           --local-dir DIR/control_v11p_sd15_canny --exclude "*.bin" "*fp16*"
+      huggingface-cli download latent-consistency/lcm-lora-sdv1-5 --local-dir DIR/lcm-lora-sdv1-5
+
+The tiny and full random builds write a random LoRA of LCM-LoRA's shape (same target modules,
+PEFT/diffusers format) to ``lcm_lora/``, so the loading and fusing code is the real one.
 """
 from __future__ import annotations
 
@@ -40,14 +45,22 @@ import torch
 
 from export.tokenizer import write_tiny_clip_tokenizer
 
-COMPONENTS = ("sd", "controlnet_depth", "controlnet_canny")
+COMPONENTS = ("sd", "controlnet_depth", "controlnet_canny", "lcm_lora")
+LCM_LORA_WEIGHTS = "lcm-lora-sdv1-5"  # the folder under --weights
+LCM_LORA_FILE = "pytorch_lora_weights.safetensors"
 
 # folder under --weights -> (folder under diffusion/, file that proves it is there, hub repo)
 WEIGHT_FOLDERS = {
     "stable-diffusion-v1-5": ("sd", "model_index.json", "stable-diffusion-v1-5/stable-diffusion-v1-5"),
     "control_v11f1p_sd15_depth": ("controlnet_depth", "config.json", "lllyasviel/control_v11f1p_sd15_depth"),
     "control_v11p_sd15_canny": ("controlnet_canny", "config.json", "lllyasviel/control_v11p_sd15_canny"),
+    LCM_LORA_WEIGHTS: ("lcm_lora", LCM_LORA_FILE, "latent-consistency/lcm-lora-sdv1-5"),
 }
+# latent-consistency/lcm-lora-sdv1-5: the modules its LoRA adapts (from diffusers'
+# train_lcm_distill_lora_sd_wds.py) and its rank; the tiny random LoRA uses a rank its width allows.
+LCM_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
+                    "conv1", "conv2", "conv_shortcut", "downsamplers.0.conv", "upsamplers.0.conv", "time_emb_proj"]
+LCM_LORA_RANK = {"tiny": 4, "full": 64}
 
 WORKING_RESOLUTION = {"tiny": 256, "full": 512}
 SIZES = tuple(WORKING_RESOLUTION)
@@ -134,9 +147,33 @@ def _init_control_outputs(controlnet) -> None:
     controlnet.controlnet_cond_embedding.conv_out.apply(init)
 
 
+def build_random_lcm_lora(unet, dest: Path, *, size: str, seed: int) -> None:
+    """A random LoRA with LCM-LoRA's targets and format (dest/pytorch_lora_weights.safetensors).
+
+    PEFT starts lora_B at zero (a no-op LoRA); small random values make fusing visible."""
+    from diffusers import StableDiffusionPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    rank = LCM_LORA_RANK[size]
+    torch.manual_seed(seed)
+    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=LCM_LORA_TARGETS, init_lora_weights="gaussian"))
+    state = get_peft_model_state_dict(unet)
+    for key, value in state.items():
+        if ".lora_B." in key:
+            value.normal_(std=0.02 / rank)
+    StableDiffusionPipeline.save_lora_weights(dest, unet_lora_layers=state, weight_name=LCM_LORA_FILE)
+
+
 def build_random(dest: Path, *, size: str, seed: int) -> dict:
     """Random-weight SD1.5-architecture pipeline + 2 ControlNets written to dest/{sd,...}."""
-    from diffusers import AutoencoderKL, ControlNetModel, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        ControlNetModel,
+        PNDMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     dtype = torch.float32 if size == "tiny" else torch.float16
@@ -175,6 +212,7 @@ def build_random(dest: Path, *, size: str, seed: int) -> dict:
             cn.to(dtype=dtype)
         cn.save_pretrained(dest / name, safe_serialization=True)
         counts[name] = cn.num_parameters()
+    build_random_lcm_lora(unet, dest / "lcm_lora", size=size, seed=seed + 3)
     return {"dtype": str(dtype).removeprefix("torch."), "parameters": counts}
 
 

@@ -72,6 +72,7 @@ class RestyleResult:
     quality_score: float
     quality_flags: list[str]
     seed: int
+    evals: int | None = None  # denoiser evaluations (UNet and each ControlNet, times batch)
     timings: dict[str, float] = field(default_factory=dict)
     depth_map: np.ndarray | None = None
     edge_map: np.ndarray | None = None
@@ -111,6 +112,7 @@ def parse_result(get: Callable[[str], np.ndarray | None], timings: dict | None =
         room_confidence=float(get("ROOM_CONFIDENCE").reshape(-1)[0]), is_room=bool(get("IS_ROOM").reshape(-1)[0]),
         detections=detections, quality_score=float(get("QUALITY_SCORE").reshape(-1)[0]),
         quality_flags=_texts(get("QUALITY_FLAGS")), seed=int(get("SEED_USED").reshape(-1)[0]),
+        evals=None if get("EVALS") is None else int(get("EVALS").reshape(-1)[0]),
         timings=timings or {}, depth_map=get("DEPTH_MAP"), edge_map=get("EDGE_MAP"))
 
 

@@ -1,6 +1,6 @@
 """SD1.5 + ControlNet (depth + canny): restyle a room photo while keeping its geometry.
 
-Modes (``MODES``):
+Modes (restyle.contract.MODES):
 
 * ``"full"``: the whole picture is generated anew (text-to-image), held to the room's
   geometry by the depth map and the canny edges.
@@ -13,8 +13,7 @@ Modes (``MODES``):
 Fallback: a mask mode whose region to repaint is empty (no furniture found for
 ``"furniture"``; a mask covering the whole picture for ``"keep_furniture"``) or a mask
 that is missing (None / wrong size) runs as ``"full"``, so every request gets a restyled
-room; ``effective_mode()`` says which mode a request will actually run, and
-``Restyler.last_mode`` which one the last ``generate`` ran.
+room; ``effective_mode()`` says which mode a request will actually run.
 
 Both pipelines share one set of weights (the inpaint pipeline is made from the text-to-image
 pipeline's components). On CPU the same inputs and seed give byte-identical output: noise
@@ -22,76 +21,24 @@ comes from a CPU ``torch.Generator`` seeded with the request's seed.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import time
-from dataclasses import dataclass
-from numbers import Integral, Real
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
+from restyle.contract import GenerationParams
+from restyle.speed import CUTS, Cuts, EvalCounter, StepCuts
 from restyle.styles import build_prompt
 
 log = logging.getLogger(__name__)
 
-MODES = ("full", "furniture", "keep_furniture")
 SIZE_MULTIPLE = 8
-MAX_SEED = 2**63 - 1
-
-
-def _text(value):
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
-@dataclass
-class GenerationParams:
-    style: str
-    prompt: str | None = None
-    room_type: str | None = None
-    seed: int = 0
-    steps: int = 20
-    guidance: float = 7.5
-    depth_scale: float = 1.0
-    canny_scale: float = 0.5
-    mode: str = "full"
-
-    def validate(self, max_steps: int) -> "GenerationParams":
-        """Raise ValueError naming the first bad field and its allowed range; return self.
-
-        Numbers given as numpy scalars or integral floats are normalised to int/float.
-        """
-        self.style, self.prompt, self.room_type, self.mode = map(
-            _text, (self.style, self.prompt, self.room_type, self.mode))
-        self.steps = _integer("steps", self.steps, 1, max_steps)
-        self.seed = _integer("seed", self.seed, 0, MAX_SEED)
-        self.guidance = _number("guidance", self.guidance, 0.0, 30.0)
-        self.depth_scale = _number("depth_scale", self.depth_scale, 0.0, 2.0)
-        self.canny_scale = _number("canny_scale", self.canny_scale, 0.0, 2.0)
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        build_prompt(self.style, self.room_type, self.prompt)  # unknown style / overlong prompt
-        return self
-
-
-def _integer(name: str, value, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, Real) or (
-            not isinstance(value, Integral) and not float(value).is_integer()):
-        raise ValueError(f"{name} must be a whole number between {low} and {high}, got {value!r}")
-    value = int(value)
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
-def _number(name: str, value, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(float(value)):
-        raise ValueError(f"{name} must be a number between {low:g} and {high:g}, got {value!r}")
-    value = float(value)
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
-    return value
+FAST_GUIDANCE = 1.0  # LCM-LoRA's own; <= 1 means no unconditional half (diffusers skips CFG)
 
 
 def effective_mode(mode: str, mask: np.ndarray | None, hw: tuple[int, int] | None = None) -> str:
@@ -139,25 +86,42 @@ def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
 
 
 class Restyler:
-    """Holds the pipelines; ``generate`` is the one call a server needs."""
+    """Holds the pipelines; ``generate`` is the one call a server needs.
 
-    def __init__(self, pipe, inpaint, device: str, dtype: torch.dtype):
-        self.pipe = pipe
-        self.inpaint = inpaint
+    Speeds (restyle.contract.SPEEDS): ``quality`` and ``balanced`` run one UNet with UniPC
+    (balanced with restyle.speed's cuts); ``fast`` runs a second UNet with LCM-LoRA fused into
+    it at load time and LCMScheduler. A second UNet and not one UNet with the adapter switched
+    per request: fusing into the shared UNet would change the quality path, and an unfused
+    PEFT adapter adds its low-rank matmuls to every layer of every fast step (measured in
+    BENCHMARKS.md); the copy costs its weights once (1.7 GB fp16, counted in restyle/profiles.py).
+    Text encoder, VAE and ControlNets are shared.
+    """
+
+    def __init__(self, pipes: dict[str, tuple], cuts: StepCuts, counter: EvalCounter, device: str,
+                 dtype: torch.dtype):
+        self.pipes = pipes  # "uni_pc" | "lcm" -> (text-to-image, inpaint)
+        self.cuts = cuts
+        self.counter = counter
         self.device = device
         self.dtype = dtype
-        self.last_mode: str | None = None
 
     @classmethod
-    def load(cls, model_dir: Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> "Restyler":
-        """Load ``model_dir/{sd,controlnet_depth,controlnet_canny}`` (export/diffusion.py's layout)."""
-        from diffusers import (ControlNetModel, StableDiffusionControlNetInpaintPipeline,
-                               StableDiffusionControlNetPipeline, UniPCMultistepScheduler)
-        from diffusers.models.attention_processor import AttnProcessor2_0
+    def load(cls, model_dir: Path, device: str = "cpu", dtype: torch.dtype = torch.float32,
+             compile_backend: str | None = None) -> "Restyler":
+        """Load ``model_dir/{sd,controlnet_depth,controlnet_canny,lcm_lora}`` (export/diffusion.py's
+        layout). ``compile_backend``: torch.compile the UNets and ControlNets with it."""
+        from diffusers import (
+            ControlNetModel,
+            LCMScheduler,
+            StableDiffusionControlNetInpaintPipeline,
+            StableDiffusionControlNetPipeline,
+            UniPCMultistepScheduler,
+        )
         from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
 
         model_dir = Path(model_dir)
-        missing = [name for name in ("sd", "controlnet_depth", "controlnet_canny") if not (model_dir / name).is_dir()]
+        missing = [name for name in ("sd", "controlnet_depth", "controlnet_canny", "lcm_lora")
+                   if not (model_dir / name).is_dir()]
         if missing:
             raise FileNotFoundError(f"{model_dir} lacks {', '.join(missing)}; build it with "
                                     f"`restyle models build` (export/diffusion.py)")
@@ -171,32 +135,55 @@ class Restyler:
         pipe = StableDiffusionControlNetPipeline.from_pretrained(
             model_dir / "sd", controlnet=controlnet, safety_checker=None, requires_safety_checker=False,
             dtype=dtype, local_files_only=True)  # diffusers 0.42: `dtype` (torch_dtype is deprecated)
-        # UniPC: good images at 20 steps (SD's default PNDM needs ~50).
-        pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
         pipe.to(device)
-        if device.startswith("cuda"):
-            # torch 2's fused scaled-dot-product attention (diffusers' default; made explicit)
-            for model in (pipe.unet, *controlnet.nets):
-                model.set_attn_processor(AttnProcessor2_0())
-            pipe.vae.enable_slicing()
-            pipe.vae.enable_tiling()
         components = dict(pipe.components)
-        # same weights, own scheduler object (schedulers keep per-call state)
-        components["scheduler"] = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
-        inpaint = StableDiffusionControlNetInpaintPipeline(**components, requires_safety_checker=False)
-        for p in (pipe, inpaint):
-            p.set_progress_bar_config(disable=True)
+        lcm_unet = copy.deepcopy(pipe.unet)  # read once from disk
+        pipes = {}
+        # UniPC: good images at 20 steps (SD's default PNDM needs ~50); LCM: 4-6 steps.
+        for name, unet, scheduler in (("uni_pc", pipe.unet, UniPCMultistepScheduler),
+                                      ("lcm", lcm_unet, LCMScheduler)):
+            # own scheduler objects (schedulers keep per-call state), shared weights
+            parts = {**components, "unet": unet}
+            pipes[name] = tuple(
+                kind(**{**parts, "scheduler": scheduler.from_config(pipe.scheduler.config)},
+                     requires_safety_checker=False)
+                for kind in (StableDiffusionControlNetPipeline, StableDiffusionControlNetInpaintPipeline))
+            for p in pipes[name]:
+                p.set_progress_bar_config(disable=True)
+        fast = pipes["lcm"][0]
+        fast.load_lora_weights(model_dir / "lcm_lora", adapter_name="lcm")
+        fast.fuse_lora(components=["unet"])
+        fast.unload_lora_weights()  # the fused weights stay; the LoRA layers go
+
+        denoisers = [pipe.unet, lcm_unet, *controlnet.nets]
+        for model in denoisers:
+            model.fuse_qkv_projections()  # one matmul for q, k, v (after the LoRA is fused into them)
+            if device.startswith("cuda"):
+                model.to(memory_format=torch.channels_last)
+        cuts = StepCuts(pipe.unet, controlnet)
+        counter = EvalCounter()
+        counter.watch(pipe.unet, lambda: "unet_shallow" if cuts.reusing else "unet")
+        counter.watch(lcm_unet, "unet")
+        for name, net in zip(("controlnet_depth", "controlnet_canny"), controlnet.nets):
+            counter.watch(net, name)
+        if compile_backend:
+            # the forward only: hooks (cuts, counting) stay eager Python around the compiled graph
+            for model in denoisers:
+                model.forward = torch.compile(model.forward, backend=compile_backend)
         log.info("diffusion loaded from %s on %s (%s) in %.1fs", model_dir, device, dtype, time.perf_counter() - t0)
-        return cls(pipe, inpaint, device, dtype)
+        return cls(pipes, cuts, counter, device, dtype)
 
     def generate(self, image: np.ndarray, depth: np.ndarray, edges: np.ndarray, mask: np.ndarray | None,
-                 params: GenerationParams, callback: Callable[[int, int], None] | None = None) -> np.ndarray:
+                 params: GenerationParams, callback: Callable[[int, int], None] | None = None,
+                 evals: Counter | None = None, cuts: Cuts | None = None) -> np.ndarray:
         """Restyle ``image`` (uint8 HxWx3, H and W multiples of 8); returns uint8 HxWx3, same size.
 
         ``depth`` and ``edges`` are uint8 [H, W] maps (float maps in [0, 1] and other sizes are
         accepted and converted); ``mask`` is the furniture mask uint8 [H, W] 0/255 (used by
         the mask modes only; resized to the image if its size differs). ``callback(step, total)`` runs after every denoising step,
-        step = 1..total.
+        step = 1..total. ``evals``, if given, receives the denoiser evaluations per model
+        (forward calls times batch: "unet", "unet_shallow" (a DeepCache step), "controlnet_depth",
+        "controlnet_canny"). ``cuts`` replaces the speed's own (restyle.speed.CUTS), for benchmarks.
         """
         from PIL import Image
 
@@ -206,8 +193,6 @@ class Restyler:
         h, w = image.shape[:2]
         if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
             raise ValueError(f"image height and width must be multiples of {SIZE_MULTIPLE}, got {h}x{w}")
-        if params.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {params.mode!r}")
         depth_map = _to_uint8_map(depth, (h, w), "depth")
         edge_map = _to_uint8_map(edges, (h, w), "edges")
         mask = None if mask is None else np.asarray(mask)
@@ -219,13 +204,16 @@ class Restyler:
         mode = effective_mode(params.mode, mask, (h, w))
         if mode != params.mode:
             log.info("mode %s has nothing to repaint with this mask; running as full", params.mode)
-        self.last_mode = mode
 
+        fast = params.speed == "fast"
+        cuts = cuts or CUTS[params.speed]
+        guidance = FAST_GUIDANCE if fast else float(params.guidance)
         positive, negative = map(self._fit_prompt, build_prompt(params.style, params.room_type, params.prompt))
         common = dict(
             prompt=positive, negative_prompt=negative, control_image=[_rgb(depth_map), _rgb(edge_map)],
-            height=h, width=w, num_inference_steps=int(params.steps), guidance_scale=float(params.guidance),
+            height=h, width=w, num_inference_steps=params.num_steps, guidance_scale=guidance,
             controlnet_conditioning_scale=[float(params.depth_scale), float(params.canny_scale)],
+            control_guidance_end=cuts.control_end,
             generator=torch.Generator("cpu").manual_seed(int(params.seed)), output_type="np")
         if callback is not None:
             def on_step_end(pipe, i, t, kwargs):
@@ -234,17 +222,21 @@ class Restyler:
             common["callback_on_step_end"] = on_step_end
             common["callback_on_step_end_tensor_inputs"] = []
 
-        with torch.inference_mode():
+        text2img, inpaint = self.pipes["lcm" if fast else "uni_pc"]
+        self.counter.counts.clear()
+        with torch.inference_mode(), self.cuts.applied(cuts, params.num_steps, cfg=guidance > 1):
             if mode == "full":
-                out = self.pipe(image=common.pop("control_image"), **common).images[0]
+                out = text2img(image=common.pop("control_image"), **common).images[0]
             else:
                 furniture = (mask > 127).astype(np.uint8) * 255
                 if mode == "furniture":
                     repaint = _dilate(furniture, max(1, round(max(h, w) / 100)))
                 else:
                     repaint = 255 - furniture
-                out = self.inpaint(image=Image.fromarray(image), mask_image=Image.fromarray(repaint, "L"),
-                                   strength=1.0, **common).images[0]
+                out = inpaint(image=Image.fromarray(image), mask_image=Image.fromarray(repaint, "L"),
+                              strength=1.0, **common).images[0]
+        if evals is not None:
+            evals.update(self.counter.counts)
         out = (np.clip(np.nan_to_num(out), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
         if mode != "full":
             out = self._paste_back(image, out, repaint)
@@ -253,7 +245,7 @@ class Restyler:
     def _fit_prompt(self, text: str) -> str:
         """Drop trailing comma-separated phrases until the prompt fits CLIP's 77 tokens, so the
         cut falls between phrases (build_prompt puts the generic style detail last)."""
-        tokenizer = self.pipe.tokenizer
+        tokenizer = self.pipes["uni_pc"][0].tokenizer
         parts = text.split(", ")
         while len(parts) > 1 and len(tokenizer(", ".join(parts), truncation=False).input_ids) > tokenizer.model_max_length:
             parts.pop()

@@ -45,7 +45,7 @@ def _opt(name: str, dtype: str, dims: tuple[int, ...] = (1,)) -> Tensor:
 IMAGE = Tensor("IMAGE", "UINT8", (-1, -1, 3))
 SIZES = Tensor("SIZES", "INT32", (4,))  # original h, w; working h, w
 # Every ensemble output is made by a step nothing else consumes (postprocess, quality,
-# diffusion's SEED_USED): when a client names only some outputs, Triton prunes each step all
+# diffusion's SEED_USED and EVALS): when a client names only some outputs, Triton prunes each step all
 # of whose outputs are unrequested ensemble outputs, even one a later step still needs, and
 # the request ends in "unexpected deadlock". So intermediates travel under STAGE_ names and
 # postprocess hands them out.
@@ -62,7 +62,10 @@ DIFFUSION_INPUTS = [
     Tensor("FURNITURE_MASK", "UINT8", (-1, -1)), Tensor("ROOM_TYPE", "STRING", (1,)),
     Tensor("STYLE", "STRING", (1,)), *GENERATION_OPTIONS,
 ]
-DIFFUSION_OUTPUTS = [Tensor("RESTYLED", "UINT8", (-1, -1, 3)), Tensor("SEED_USED", "INT64", (1,))]
+# EVALS: denoiser evaluations the request cost (UNet and each ControlNet, times batch), a cost
+# figure that does not depend on the machine (restyle.speed.EvalCounter).
+EVALS = Tensor("EVALS", "INT32", (1,))
+DIFFUSION_OUTPUTS = [Tensor("RESTYLED", "UINT8", (-1, -1, 3)), Tensor("SEED_USED", "INT64", (1,)), EVALS]
 # Names the client sends, identical at the ensemble and the streaming model.
 REQUEST_INPUTS = [
     Tensor("IMAGE_BYTES", "UINT8", (-1,)), Tensor("STYLE", "STRING", (1,)), *GENERATION_OPTIONS,
@@ -83,7 +86,7 @@ def staged(name: str) -> str:
 RESULT_OUTPUTS = [
     Tensor("IMAGE_JPEG", "UINT8", (-1,)), *HANDED_OUT,
     Tensor("QUALITY_SCORE", "FP32", (1,)), Tensor("QUALITY_FLAGS", "STRING", (-1,)),
-    Tensor("SEED_USED", "INT64", (1,)),
+    Tensor("SEED_USED", "INT64", (1,)), EVALS,
     DEPTH_MAP, EDGE_MAP,
 ]
 PROGRESS_OUTPUTS = [
@@ -118,7 +121,7 @@ def steps() -> list[Step]:
         Step("diffusion",
              {**_identity("IMAGE", "DEPTH", "EDGES", "FURNITURE_MASK", "STYLE"), "ROOM_TYPE": staged("ROOM_TYPE"),
               **opts},
-             _identity("RESTYLED", "SEED_USED"), "diffusion", 0.70),
+             _identity("RESTYLED", "SEED_USED", "EVALS"), "diffusion", 0.70),
         Step("quality", _identity("IMAGE", "RESTYLED", "EDGES", "DEPTH"),
              _identity("QUALITY_SCORE", "QUALITY_FLAGS"), "quality", 0.03),
         Step("postprocess", {**_identity("RESTYLED", "SIZES", "DEPTH", "EDGES"),

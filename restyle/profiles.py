@@ -16,6 +16,7 @@ class Profile:
     model_size: str  # "tiny" (random small configs) | "full" (real architectures)
     onnx_serving: str  # "python" (onnxruntime inside a python model) | "onnxruntime" (Triton's backend)
     tensorrt: bool = False
+    compile_backend: str | None = None  # torch.compile backend for the diffusion UNets and ControlNets
     max_output_side: int = 2048  # the Triton result's long side; the job API sends <= its working_max_side
     instances: dict[str, int] = field(default_factory=dict)
     # Dynamic batching only where the model has a batch axis (the ONNX models); the queue
@@ -54,7 +55,7 @@ PROFILES: dict[str, Profile] = {
         description="one 16 GB NVIDIA T4, fp16, real checkpoints (or --random-weights for speed runs)",
         kind="KIND_GPU", device="cuda", dtype="float16",
         working_long_side=512, size_multiple=64, detection_size=640, depth_size=384,
-        model_size="full", onnx_serving="onnxruntime", tensorrt=True,
+        model_size="full", onnx_serving="onnxruntime", tensorrt=True, compile_backend="inductor",
         # The graphs have a dynamic batch axis (fixed H/W, depth normalised per image), so the
         # batcher groups concurrent requests into one TensorRT run; one instance each, as every
         # onnxruntime instance builds and holds its own engine.

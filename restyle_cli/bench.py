@@ -41,3 +41,89 @@ def triton(
 
     bench_triton.run(profile, quick=quick, url=url, photo=photo.read_bytes() if photo else None, steps=steps,
                      stages=stages.split(",") if stages else None, json_path=json_path, plot_path=plot)
+
+
+def _show(title: str, out: dict, json_path: Path | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in out.items():
+        table.add_row(key, str(value))
+    Console().print(table)
+    if json_path:
+        json_path.write_text(json.dumps(out, indent=2) + "\n")
+
+
+@bench_app.command("diffusion")
+def diffusion(
+    profile: str = typer.Option("tiny", help="whose built artefacts (artifacts/PROFILE/diffusion) to load, on CPU"),
+    quick: bool = typer.Option(False, "--quick", help="192x192, 3 repeats (under 3 minutes here)"),
+    repeats: int = typer.Option(None, help="timed runs per contender (default 5, --quick 3)"),
+    size: int = typer.Option(None, help="image side in pixels (default the profile's working size, --quick 192)"),
+    threads: int = typer.Option(1, help="torch CPU threads; 1 keeps medians steady on a shared machine"),
+    json_path: Path = typer.Option(None, "--json", help="write the figures as one flat JSON object"),
+    plot: Path = typer.Option(None, help="write a PNG of the median time per speed mode"),
+    levers: Path = typer.Option(None, help="instead: time, evals and structure score of each balanced lever "
+                                           "alone, written here as JSON"),
+) -> None:
+    """The engine in each speed mode vs bare diffusers (StableDiffusionControlNetPipeline, both
+    ControlNets, 20 steps, its defaults), same weights and size, one run; medians."""
+    import torch
+
+    from restyle import bench_diffusion
+    from restyle.cli import fail
+    from restyle.profiles import get_profile
+    from restyle.settings import get_settings
+
+    try:
+        prof = get_profile(profile)
+    except ValueError as exc:
+        fail(str(exc))
+    model_dir = get_settings().artifacts_dir / prof.name / "diffusion"
+    if not (model_dir / "lcm_lora").is_dir():
+        fail(f"{model_dir} is missing or predates the speed modes: run `restyle models build --profile {prof.name}`")
+    torch.set_num_threads(threads)
+    size = size or (192 if quick else prof.working_long_side)
+    repeats = repeats or (3 if quick else 5)
+    progress = lambda text: typer.echo(f"  {text}", err=True)  # noqa: E731
+    if levers:
+        rows = bench_diffusion.run_levers(model_dir, size=size, repeats=repeats, progress=progress)
+        for row in rows:
+            typer.echo(f"{row['lever']:>18}  {row['ms']:9.1f} ms  {row['evals']:4d} evals  structure {row['structure']}")
+        levers.write_text(json.dumps(rows, indent=2) + "\n")
+        return
+    out = bench_diffusion.run_diffusion(model_dir, size=size, repeats=repeats, progress=progress)
+    _show(f"diffusion engine vs bare diffusers ({prof.name}, {size}x{size}, CPU, {threads} thread(s), "
+          f"median of {repeats})", out, json_path)
+    if plot:
+        bench_diffusion.plot(out, plot, f"{prof.name} random weights, {size}x{size}, CPU, median of {repeats}")
+
+
+@bench_app.command("gpu")
+def gpu(
+    model_dir: Path = typer.Option(None, help="a built diffusion folder (default: random full-size "
+                                              "weights built into a temporary folder)"),
+    quick: bool = typer.Option(False, "--quick", help="3 repeats instead of 10"),
+    repeats: int = typer.Option(None, help="timed runs per contender"),
+    size: int = typer.Option(512, help="image side in pixels"),
+    compile_backend: str = typer.Option("t4", "--compile", help="torch.compile backend for the engine, "
+                                        "'t4' for the t4 profile's, 'none' for eager"),
+    json_path: Path = typer.Option(None, "--json", help="write the figures as one flat JSON object"),
+) -> None:
+    """On a CUDA GPU: t4 architectures, random fp16 weights, 20 steps: bare diffusers eager vs
+    the engine in each speed mode, and the engine's peak GPU memory."""
+    from restyle import bench_diffusion
+    from restyle.profiles import get_profile
+
+    backend = {"t4": get_profile("t4").compile_backend, "none": None}.get(compile_backend, compile_backend)
+    progress = lambda text: typer.echo(f"  {text}", err=True)  # noqa: E731
+    try:
+        out = bench_diffusion.run_gpu(model_dir, size=size, repeats=repeats or (3 if quick else 10),
+                                      compile_backend=backend, progress=progress)
+    except RuntimeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    _show(f"GPU: engine vs bare diffusers ({size}x{size}, fp16, 20 steps)", out, json_path)

@@ -163,12 +163,17 @@ def test_bad_inputs_are_refused(restyler, room):
         restyler.generate(image, np.zeros((2, 3, 4, 5)), edges, mask, params())
 
 
-def test_inpaint_pipeline_shares_the_weights(restyler):
-    assert restyler.inpaint.unet is restyler.pipe.unet
-    assert restyler.inpaint.controlnet is restyler.pipe.controlnet
-    assert restyler.inpaint.scheduler is not restyler.pipe.scheduler
-    assert type(restyler.pipe.scheduler).__name__ == "UniPCMultistepScheduler"
-    assert restyler.pipe.safety_checker is None
+def test_pipelines_share_the_weights(restyler):
+    (pipe, inpaint), (fast, fast_inpaint) = restyler.pipes["uni_pc"], restyler.pipes["lcm"]
+    assert inpaint.unet is pipe.unet and fast_inpaint.unet is fast.unet
+    assert fast.unet is not pipe.unet  # LCM-LoRA fused into its own copy
+    for other in (inpaint, fast, fast_inpaint):
+        assert other.controlnet is pipe.controlnet and other.vae is pipe.vae
+        assert other.text_encoder is pipe.text_encoder
+    assert len({id(p.scheduler) for p in (pipe, inpaint, fast, fast_inpaint)}) == 4
+    assert type(pipe.scheduler).__name__ == "UniPCMultistepScheduler"
+    assert type(fast.scheduler).__name__ == "LCMScheduler"
+    assert pipe.safety_checker is None
 
 
 def test_load_names_missing_folders(tmp_path):
@@ -180,7 +185,8 @@ def test_load_names_missing_folders(tmp_path):
 def test_prompts_are_cut_between_phrases_to_fit_clip(restyler):
     fitted = restyler._fit_prompt("a modern living room, " + ", ".join(["clean lines"] * 40))
     assert fitted.startswith("a modern living room") and not fitted.endswith(",")
-    assert len(restyler.pipe.tokenizer(fitted).input_ids) <= restyler.pipe.tokenizer.model_max_length
+    tokenizer = restyler.pipes["uni_pc"][0].tokenizer
+    assert len(tokenizer(fitted).input_ids) <= tokenizer.model_max_length
     assert restyler._fit_prompt("a boho kitchen") == "a boho kitchen"
 
 

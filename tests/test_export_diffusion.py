@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from export.diffusion import (COMPONENTS, WEIGHT_FOLDERS, build_diffusion, controlnet_config, text_config,
-                              unet_config, vae_config)
-from restyle.diffusion import GenerationParams, Restyler
+from export.diffusion import (COMPONENTS, WEIGHT_FOLDERS, build_diffusion, controlnet_config, text_config, unet_config,
+                              vae_config)
+from restyle.contract import parse_request
+from restyle.diffusion import Restyler
 
 
 def weight_files(root: Path) -> dict[str, bytes]:
@@ -88,7 +89,7 @@ def test_weights_are_symlinked_and_load(tiny, tmp_path):
     image = np.full((64, 64, 3), 128, np.uint8)
     depth = np.tile(np.arange(64, dtype=np.uint8) * 4, (64, 1))
     edges = np.zeros((64, 64), np.uint8)
-    params = GenerationParams(style="japandi", room_type="bedroom", steps=2, seed=3).validate(50)
+    params = parse_request(style="japandi", room_type="bedroom", steps=2, seed=3)
     got = restyler.generate(image, depth, edges, None, params)
     direct = Restyler.load(out / "diffusion", "cpu", torch.float32).generate(image, depth, edges, None, params)
     assert got.shape == (64, 64, 3) and got.tobytes() == direct.tobytes()
@@ -145,8 +146,9 @@ def test_tiny_configs_match_each_other():
 def test_full_random_path_with_tiny_shapes(tmp_path, monkeypatch):
     """The size="full" random path (fp16, ControlNets from the UNet, speed-only note), run with the
     tiny shapes swapped in: the real full build is ~1.4 B parameters, too big for CI."""
-    import export.diffusion as ed
     from safetensors import safe_open
+
+    import export.diffusion as ed
 
     for name in ("unet_config", "vae_config"):
         tiny_config = getattr(ed, name)

@@ -4,6 +4,7 @@ With a CANCEL_KEY, the generation stops at the next step once restyle.cancellati
 that key is raised (room_restyle_stream does that when its client cancels).
 """
 import secrets
+from collections import Counter
 
 import torch
 import triton_python_backend_utils as pb_utils
@@ -21,7 +22,7 @@ class TritonPythonModel(StageModel):
 
     def setup(self):
         self.restyler = Restyler.load(self.artifacts / "diffusion", self.profile.device,
-                                      getattr(torch, self.profile.dtype))
+                                      getattr(torch, self.profile.dtype), self.profile.compile_backend)
 
     def execute(self, requests):
         for request in requests:
@@ -52,10 +53,12 @@ class TritonPythonModel(StageModel):
             if report:
                 sender.send(self.response({"STEP": [step, total]}))
 
+        evals = Counter()
         try:
             result = self.restyler.generate(image, depth, inputs["EDGES"], inputs["FURNITURE_MASK"], params,
-                                            callback=on_step)
+                                            callback=on_step, evals=evals)
         finally:
             if key:
                 cancellation.clear(key)
-        sender.send(self.response({"RESTYLED": result, "SEED_USED": [params.seed]}), flags=FINAL)
+        sender.send(self.response({"RESTYLED": result, "SEED_USED": [params.seed], "EVALS": [evals.total()]}),
+                    flags=FINAL)

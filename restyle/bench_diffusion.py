@@ -1,0 +1,221 @@
+"""`restyle bench diffusion` and `restyle bench gpu`: the engine in each speed mode against a bare
+diffusers StableDiffusionControlNetPipeline with both ControlNets (same weights, same size, its
+own defaults, 20 steps), in one run, round-robin so drift in a shared machine's load hits every
+contender alike; medians of the repeats.
+
+Torch, diffusers and the engine only: no tritonserver, ultralytics or sam2, so `bench gpu` runs
+on a GPU host from the wheels scripts/gpu_wheels.sh collects (BENCHMARKS.md says how).
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from restyle.contract import SPEEDS, parse_request
+from restyle.speed import CUTS, Cuts
+
+BASELINE_STEPS = 20
+KEYS = ("baseline_ms", "quality_ms", "balanced_ms", "fast_ms", "quality_vs_baseline_ratio",
+        "fast_vs_quality_ratio", "evals_quality", "evals_balanced", "evals_fast")
+GPU_KEYS = ("gpu_name", "baseline_ms", "quality_ms", "balanced_ms", "fast_ms", "quality_vs_baseline_ratio",
+            "fast_vs_quality_ratio", "peak_mem_mb")
+STYLE, ROOM = "modern", "living room"
+# Each balanced lever alone, then together (`--levers`): what the defaults in restyle.speed rest on.
+LEVERS = {
+    "none (quality)": Cuts(),
+    "control_end=0.6": Cuts(control_end=0.6),
+    "control_end=0.4": Cuts(control_end=0.4),
+    "cfg_end=0.5": Cuts(cfg_end=0.5),
+    "cfg_end=0.3": Cuts(cfg_end=0.3),
+    "cache_interval=2": Cuts(cache_interval=2),
+    "cache_interval=3": Cuts(cache_interval=3),
+    "balanced": CUTS["balanced"],
+}
+
+
+@dataclass
+class Scene:
+    """The photo and control maps every contender gets."""
+    image: np.ndarray
+    depth: np.ndarray
+    edges: np.ndarray
+
+    @classmethod
+    def make(cls, size: int) -> "Scene":
+        from restyle.edges import canny
+        from restyle.samples import synthetic_room
+
+        image = synthetic_room(size, size)
+        depth = np.tile(np.linspace(0, 255, size, dtype=np.float32)[:, None], (1, size)).astype(np.uint8)
+        return cls(image, depth, canny(image))
+
+
+def _rgb(gray: np.ndarray):
+    from PIL import Image
+    return Image.fromarray(np.repeat(gray[..., None], 3, axis=2))
+
+
+def load_baseline(model_dir: Path, device: str, dtype: torch.dtype):
+    """Plain diffusers, as its documentation loads it: no speed lever of this project."""
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+    from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
+
+    nets = [ControlNetModel.from_pretrained(model_dir / name, torch_dtype=dtype)
+            for name in ("controlnet_depth", "controlnet_canny")]
+    pipe = StableDiffusionControlNetPipeline.from_pretrained(
+        model_dir / "sd", controlnet=MultiControlNetModel(nets), safety_checker=None,
+        requires_safety_checker=False, torch_dtype=dtype).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def baseline_call(pipe, scene: Scene) -> Callable[[], object]:
+    from restyle.styles import build_prompt
+
+    positive, negative = build_prompt(STYLE, ROOM)
+    h, w = scene.image.shape[:2]
+    return lambda: pipe(positive, negative_prompt=negative, image=[_rgb(scene.depth), _rgb(scene.edges)],
+                        height=h, width=w, num_inference_steps=BASELINE_STEPS,
+                        generator=torch.Generator("cpu").manual_seed(0), output_type="np")
+
+
+def engine_call(engine, scene: Scene, speed: str, cuts: Cuts | None = None,
+                evals: Counter | None = None, **overrides) -> Callable[[], np.ndarray]:
+    params = parse_request(style=STYLE, room_type=ROOM, seed=0, speed=speed, **overrides)
+    return lambda: engine.generate(scene.image, scene.depth, scene.edges, None, params, evals=evals, cuts=cuts)
+
+
+def medians(calls: dict[str, Callable[[], object]], repeats: int, sync: Callable[[], None] = lambda: None,
+            progress: Callable[[str], None] = lambda _: None) -> dict[str, float]:
+    """Median wall milliseconds of each call, measured round-robin after one warm-up each."""
+    for name, call in calls.items():
+        progress(f"warm-up {name}")
+        call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for r in range(repeats):
+        for name, call in calls.items():
+            progress(f"repeat {r + 1}/{repeats} {name}")
+            sync()
+            t0 = time.perf_counter()
+            call()
+            sync()
+            times[name].append((time.perf_counter() - t0) * 1000.0)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def count_evals(engine, scene: Scene, speed: str, cuts: Cuts | None = None) -> int:
+    evals: Counter = Counter()
+    engine_call(engine, scene, speed, cuts, evals)()
+    return evals.total()
+
+
+def structure(engine, scene: Scene, speed: str, cuts: Cuts | None = None, **overrides) -> float:
+    """restyle.quality's structure-preservation score of one result."""
+    from restyle.quality import assess
+
+    result = engine_call(engine, scene, speed, cuts, **overrides)()
+    return assess(scene.image, result, scene.edges, scene.depth[None].astype(np.float32) / 255.0).score
+
+
+def _ratios(ms: dict[str, float]) -> dict[str, float]:
+    return {"quality_vs_baseline_ratio": round(ms["quality"] / ms["baseline"], 3),
+            "fast_vs_quality_ratio": round(ms["fast"] / ms["quality"], 3)}
+
+
+def run_diffusion(model_dir: Path, *, size: int, repeats: int, progress=lambda _: None) -> dict:
+    """The tiny (CPU) benchmark: the figures of KEYS."""
+    from restyle.diffusion import Restyler
+
+    scene = Scene.make(size)
+    engine = Restyler.load(model_dir, "cpu", torch.float32)
+    baseline = load_baseline(model_dir, "cpu", torch.float32)
+    calls = {"baseline": baseline_call(baseline, scene)}
+    calls.update({speed: engine_call(engine, scene, speed) for speed in SPEEDS})
+    ms = medians(calls, repeats, progress=progress)
+    result = {f"{name}_ms": round(value, 1) for name, value in ms.items()}
+    result.update(_ratios(ms))
+    result.update({f"evals_{speed}": count_evals(engine, scene, speed) for speed in SPEEDS})
+    return {key: result[key] for key in KEYS}
+
+
+def run_levers(model_dir: Path, *, size: int, repeats: int, progress=lambda _: None) -> list[dict]:
+    """Each balanced lever on its own: time, evaluations, structure score (20 UniPC steps)."""
+    from restyle.diffusion import Restyler
+
+    scene = Scene.make(size)
+    engine = Restyler.load(model_dir, "cpu", torch.float32)
+    ms = medians({name: engine_call(engine, scene, "quality", cuts) for name, cuts in LEVERS.items()},
+                 repeats, progress=progress)
+    return [{"lever": name, "ms": round(ms[name], 1), "evals": count_evals(engine, scene, "quality", cuts),
+             "structure": round(structure(engine, scene, "quality", cuts), 4)} for name, cuts in LEVERS.items()]
+
+
+def run_gpu(model_dir: Path | None, *, size: int, repeats: int, compile_backend: str | None,
+            progress=lambda _: None) -> dict:
+    """t4 architectures with random full-size fp16 weights on whatever CUDA GPU is here: the
+    figures of GPU_KEYS. Baseline and engine are measured one after the other, each with the
+    GPU to itself, so each peak memory is its own."""
+    import tempfile
+
+    from restyle.diffusion import Restyler
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("restyle bench gpu needs a CUDA GPU, and torch sees none here")
+    dtype, scene = torch.float16, Scene.make(size)
+    with tempfile.TemporaryDirectory(prefix="restyle-gpu-bench-") as tmp:
+        if model_dir is None:
+            from export.diffusion import build_diffusion
+
+            progress("building random full-size weights (t4 architectures)")
+            build_diffusion(Path(tmp), weights=None, size="full", seed=0)
+            model_dir = Path(tmp) / "diffusion"
+        sync = torch.cuda.synchronize
+        peaks = {}
+
+        def measured(name: str, calls: dict) -> dict[str, float]:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            ms = medians(calls, repeats, sync, progress)
+            peaks[name] = torch.cuda.max_memory_allocated() / 2**20
+            return ms
+
+        baseline = load_baseline(model_dir, "cuda", dtype)
+        ms = measured("baseline", {"baseline": baseline_call(baseline, scene)})
+        del baseline
+        engine = Restyler.load(model_dir, "cuda", dtype, compile_backend=compile_backend)
+        ms.update(measured("engine", {speed: engine_call(engine, scene, speed) for speed in SPEEDS}))
+    progress(f"peak memory: baseline {peaks['baseline']:.0f} MiB, engine {peaks['engine']:.0f} MiB")
+    result = {"gpu_name": torch.cuda.get_device_name(), "peak_mem_mb": round(peaks["engine"])}
+    result.update({f"{name}_ms": round(value, 1) for name, value in ms.items()})
+    result.update(_ratios(ms))
+    return {key: result[key] for key in GPU_KEYS}
+
+
+def plot(result: dict, path: Path, title: str) -> None:
+    """A bar chart of the median time per contender."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = ["baseline", *SPEEDS]
+    values = [result[f"{name}_ms"] / 1000.0 for name in names]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    bars = ax.bar(["bare diffusers\n(20 steps)", *SPEEDS], values, color=["#999", "#1f77b4", "#2ca02c", "#ff7f0e"])
+    for bar, name in zip(bars, names):
+        evals = result.get(f"evals_{name}")
+        label = f"{bar.get_height():.2f} s" + (f"\n{evals} evals" if evals else "")
+        ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("median seconds per image")
+    ax.set_title(title, fontsize=9)
+    ax.margins(y=0.25)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

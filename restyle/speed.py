@@ -1,0 +1,144 @@
+"""What the speed modes skip, and what a request cost (denoiser evaluations).
+
+``quality`` runs diffusers' pipeline as it is. ``balanced`` makes three cuts on the same UNet
+and ControlNets; they are applied by hooks, so the pipelines themselves run unchanged:
+
+* the ControlNets stop after ``control_end`` of the steps (diffusers' ``control_guidance_end``;
+  a net whose scale is 0 is skipped instead of run and multiplied by 0),
+* classifier-free guidance stops after ``cfg_end`` of the steps: only the conditional half of
+  the batch is evaluated and handed back twice, so uncond + g * (cond - uncond) = cond,
+* DeepCache-style reuse: every ``cache_interval``-th step runs the whole UNet; the steps
+  between run only its outermost blocks on the cached output of the deep ones, and reuse the
+  ControlNets' residuals of that full step (the outermost blocks only read the shallow ones).
+
+Why not the ``deepcache`` package: it wraps the UNet for every caller (the quality path shares
+this UNet), its cache breaks when the batch halves at ``cfg_end``, and it runs the ControlNets
+on every cached step, where two ControlNets cost about as much as the UNet they feed.
+
+``fast`` is another model (LCM-LoRA fused into a second UNet) and scheduler: restyle.diffusion.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+
+@dataclass(frozen=True)
+class Cuts:
+    control_end: float = 1.0  # fraction of the steps with ControlNet conditioning
+    cfg_end: float = 1.0  # fraction of the steps with the unconditional half of the batch
+    cache_interval: int = 1  # the deep UNet blocks (and the ControlNets) run every Nth step
+
+
+# balanced: chosen from `restyle bench diffusion --levers` (BENCHMARKS.md) within the
+# structure bound tests/test_speed_modes.py holds it to.
+CUTS = {"quality": Cuts(), "balanced": Cuts(control_end=0.6, cfg_end=0.5, cache_interval=2), "fast": Cuts()}
+
+
+class StepCuts:
+    """Applies a request's ``Cuts`` to one UNet and its MultiControlNet; a pass-through outside
+    ``applied()``. Relies on what every diffusers ControlNet pipeline does: per step, the
+    MultiControlNet is called once, then the UNet once."""
+
+    def __init__(self, unet, controlnet):
+        self._reset()
+        self._nets = controlnet.nets
+        unet.register_forward_pre_hook(self._unet_in, with_kwargs=True)
+        unet.register_forward_hook(self._unet_out)
+        for i, block in enumerate((*unet.down_blocks[1:], unet.mid_block, *unet.up_blocks[:-1])):
+            block.forward = self._deep(block.forward, i)
+        controlnet.forward = self._controlnets
+
+    @contextmanager
+    def applied(self, cuts: Cuts, total: int, cfg: bool):
+        """Cut the next ``total``-step run; ``cfg``: its batch is [uncond, cond]."""
+        self._reset()
+        self.cuts, self.total, self.cfg = cuts, total, cfg
+        try:
+            yield
+        finally:
+            self._reset()
+
+    def _reset(self) -> None:
+        self.cuts, self.cfg, self.total, self.step = Cuts(), False, 0, 0
+        self.halve = self.reusing = False  # the current step's decisions
+        self._decided, self._cache, self._cache_batch = -1, {}, 0
+
+    def _begin(self, batch: int) -> None:
+        """Decide this step's cuts once, at its first call (the ControlNets)."""
+        if self._decided == self.step:
+            return
+        self._decided = self.step
+        c = self.cuts
+        self.halve = self.cfg and (self.step + 1) / self.total > c.cfg_end
+        run_batch = batch // 2 if self.halve else batch
+        self.reusing = bool(c.cache_interval > 1 and self.step % c.cache_interval and self._cache_batch == run_batch)
+        if not self.reusing:
+            self._cache_batch = run_batch
+
+    def _deep(self, forward, key: int):
+        def run(*args, **kwargs):
+            if self.reusing:
+                return self._cache[key]
+            out = forward(*args, **kwargs)
+            if self.cuts.cache_interval > 1:
+                self._cache[key] = out
+            return out
+        return run
+
+    def _controlnets(self, sample, timestep, encoder_hidden_states, controlnet_cond, conditioning_scale, **kwargs):
+        """MultiControlNetModel.forward with the cuts: zero-scale nets skipped, reuse, CFG halving."""
+        self._begin(sample.shape[0])
+        active = [(net, image, scale) for net, image, scale in zip(self._nets, controlnet_cond, conditioning_scale)
+                  if scale != 0]
+        if not active:
+            return None, None
+        if self.reusing:
+            return self._cache["controlnet"]
+        if self.halve:
+            sample, encoder_hidden_states = _cond_half(sample), _cond_half(encoder_hidden_states)
+        kwargs["return_dict"] = False
+        down = mid = None
+        for net, image, scale in active:
+            d, m = net(sample, timestep, encoder_hidden_states, _cond_half(image) if self.halve else image, scale,
+                       **kwargs)
+            down = d if down is None else [a + b for a, b in zip(down, d)]
+            mid = m if mid is None else mid + m
+        if self.cuts.cache_interval > 1:
+            self._cache["controlnet"] = down, mid
+        return down, mid
+
+    def _unet_in(self, module, args, kwargs):
+        self._begin(args[0].shape[0])
+        if self.halve:
+            args = (_cond_half(args[0]), *args[1:])
+            kwargs["encoder_hidden_states"] = _cond_half(kwargs["encoder_hidden_states"])
+        return args, kwargs
+
+    def _unet_out(self, module, args, output):
+        self.step += 1
+        if self.halve:  # the pipeline splits [uncond, cond]: give it cond twice
+            return (torch.cat([output[0]] * 2), *output[1:])
+        return None
+
+
+def _cond_half(x: torch.Tensor) -> torch.Tensor:
+    return x[x.shape[0] // 2:]
+
+
+class EvalCounter:
+    """Denoiser evaluations per model: forward calls times batch, counted by pre-hooks
+    registered after StepCuts' (so a halved batch counts as what really ran)."""
+
+    def __init__(self):
+        self.counts: Counter = Counter()
+
+    def watch(self, module: torch.nn.Module, name: str | Callable[[], str]) -> None:
+        def count(mod, args, kwargs):
+            sample = args[0] if args else kwargs["sample"]
+            self.counts[name() if callable(name) else name] += int(sample.shape[0])
+        module.register_forward_pre_hook(count, with_kwargs=True)
