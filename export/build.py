@@ -4,6 +4,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from export.weights import check_complete
 from restyle.profiles import Profile
 from restyle.repository import render_repository
 
@@ -11,7 +12,12 @@ from restyle.repository import render_repository
 def _builders():
     # Imported here: each pulls in torch / ultralytics / sam2 / diffusers.
     from export.diffusion import build_diffusion
-    from export.vision import build_depth, build_detection, build_room_classifier, build_segmentation
+    from export.vision import (
+        build_depth,
+        build_detection,
+        build_room_classifier,
+        build_segmentation,
+    )
 
     return {"detection": build_detection, "depth": build_depth, "segmentation": build_segmentation,
             "room_classifier": build_room_classifier, "diffusion": build_diffusion}
@@ -22,9 +28,9 @@ def build(profile: Profile, artifacts_root: Path, repository: Path, *, weights: 
     """Export every model of the profile; return the manifest (also written as manifest.json)."""
     if profile.model_size == "full" and weights is None and not random_weights:
         raise ValueError(f"profile '{profile.name}' serves the full-size models: pass --weights DIR "
-                         "(local checkpoints, see the README) or --random-weights (speed runs only)")
-    if weights is not None and not weights.is_dir():
-        raise ValueError(f"--weights {weights} is not a folder; see the README for its layout")
+                         "(get one with `restyle models download`) or --random-weights (speed runs only)")
+    if weights is not None:
+        check_complete(weights)  # every missing part named before anything is built
     out_dir = artifacts_root / profile.name
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = {"profile": profile.name, "seed": seed,

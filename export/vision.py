@@ -2,15 +2,9 @@
 
 Each builder is `(out_dir, *, weights, size, seed) -> dict` and returns its manifest entry
 (export/build.py files it under the stage name). Three sources, one code path downstream:
-  weights=<dir>          real checkpoints from a local folder (layout below)
+  weights=<dir>          real checkpoints from a local folder (export/weights.py)
   weights=None, "full"   full-size architectures with random weights (speed runs only)
   weights=None, "tiny"   tiny random configs of the same architectures (tests, CI, demo)
-
-Local weights layout (nothing is ever downloaded):
-  <weights>/yolo/yolov8n.pt                 ultralytics checkpoint
-  <weights>/dpt-large/                      Intel/dpt-large, save_pretrained folder
-  <weights>/sam2/sam2.1_hiera_tiny.pt       facebook/sam2.1-hiera-tiny (every profile)
-  <weights>/clip-vit-base-patch32/          openai/clip-vit-base-patch32, save_pretrained folder
 
 Random builds call torch.manual_seed(seed) right before creating the model, so building
 twice gives the same bytes (the ultralytics ONNX export date is pinned for the same reason).
@@ -25,6 +19,8 @@ import tempfile
 from pathlib import Path
 
 import torch
+
+from export.weights import part
 
 # ultralytics checks for updates, fetches fonts and pip-installs missing requirements when
 # it thinks it is online; none of that may happen in a build.
@@ -51,9 +47,12 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _require(path: Path) -> Path:
+def _checkpoint(weights: Path, folder: str) -> Path:
+    """The part's one file (yolo, sam2) or its save_pretrained folder (dpt, clip) under `weights`."""
+    p = part(folder)
+    path = p.path(weights) / p.files[0] if len(p.files) == 1 else p.path(weights)
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: see the weights layout in export/vision.py")
+        raise FileNotFoundError(f"{path} not found: see the weights layout in export/weights.py")
     return path
 
 
@@ -85,7 +84,7 @@ def load_yolo(*, weights: Path | None, seed: int, checkpoint: Path | None = None
     from restyle.detection import COCO_CLASSES
 
     if checkpoint is None and weights is not None:
-        checkpoint = _require(Path(weights) / "yolo" / f"{YOLO_ARCH}.pt")
+        checkpoint = _checkpoint(weights, "yolo")
     if checkpoint is not None:
         return YOLO(str(checkpoint))
     torch.manual_seed(seed)
@@ -111,7 +110,7 @@ def build_detection(out_dir: Path, *, weights: Path | None, size: str, seed: int
         # ultralytics writes the .onnx next to the .pt (or into the cwd for a yaml model):
         # work on a copy so the weights folder (maybe read-only) and the caller's cwd stay clean.
         if weights is not None:
-            src = _require(Path(weights) / "yolo" / f"{YOLO_ARCH}.pt")
+            src = _checkpoint(weights, "yolo")
             shutil.copy2(src, Path(tmp) / src.name)
             model = load_yolo(weights=None, seed=seed, checkpoint=Path(tmp) / src.name)
         else:
@@ -134,7 +133,7 @@ def build_detection(out_dir: Path, *, weights: Path | None, size: str, seed: int
     onnx.save(graph, dst)
     return {
         "architecture": YOLO_ARCH,
-        "source": str(Path(weights) / "yolo" / f"{YOLO_ARCH}.pt") if weights else f"random:{YOLO_ARCH}.yaml",
+        "source": str(_checkpoint(weights, "yolo")) if weights else f"random:{YOLO_ARCH}.yaml",
         "seed": None if weights else seed,
         "file": "detection/model.onnx",
         "imgsz": imgsz,
@@ -186,8 +185,7 @@ def load_depth(*, weights: Path | None, size: str, seed: int) -> tuple[Normalise
     from transformers import DPTForDepthEstimation
 
     if weights is not None:
-        dpt = DPTForDepthEstimation.from_pretrained(_require(Path(weights) / "dpt-large"),
-                                                    local_files_only=True)
+        dpt = DPTForDepthEstimation.from_pretrained(_checkpoint(weights, "dpt-large"), local_files_only=True)
         s = dpt.config.image_size
     else:
         config = dpt_config(size)
@@ -224,7 +222,7 @@ def build_depth(out_dir: Path, *, weights: Path | None, size: str, seed: int) ->
     onnx.save(graph, dst)
     return {
         "architecture": "dpt-large" if (weights or size == "full") else "dpt-tiny",
-        "source": str(Path(weights) / "dpt-large") if weights else f"random:dpt-{size}",
+        "source": str(_checkpoint(weights, "dpt-large")) if weights else f"random:dpt-{size}",
         "seed": None if weights else seed,
         "file": "depth/model.onnx",
         "image_size": s,
@@ -240,13 +238,13 @@ def build_segmentation(out_dir: Path, *, weights: Path | None, size: str, seed: 
 
     hiera-tiny in both sizes (see restyle.segmentation). Weights: <weights>/sam2/sam2.1_hiera_tiny.pt.
     """
-    from restyle.segmentation import SAM2_TINY_CONFIG as config, SAM2_TINY_FILE
+    from restyle.segmentation import SAM2_TINY_CONFIG as config
 
     _check_size(size)
     dst = Path(out_dir) / "segmentation" / "sam2.pt"
     dst.parent.mkdir(parents=True, exist_ok=True)
     if weights is not None:
-        src = _require(Path(weights) / "sam2" / SAM2_TINY_FILE)
+        src = _checkpoint(weights, "sam2")
         _place(src, dst)
     else:
         from sam2.build_sam import build_sam2
@@ -296,7 +294,7 @@ def build_room_classifier(out_dir: Path, *, weights: Path | None, size: str, see
     _check_size(size)
     dst = Path(out_dir) / "room_classifier"
     if weights is not None:
-        src = _require(Path(weights) / "clip-vit-base-patch32")
+        src = _checkpoint(weights, "clip-vit-base-patch32")
         _place(src, dst)
         return {"architecture": "clip-vit-base-patch32", "source": str(src), "seed": None,
                 "dir": "room_classifier"}
