@@ -32,11 +32,15 @@ demo: models
 test: models
 	$(VENV)/bin/pytest -q -ra tests
 
+# Triton ensemble vs the same stage code in-process (perf_analyzer); then batching and the stream model.
 bench: models
+	mkdir -p out
+	$(RESTYLE) bench triton --profile tiny --json out/bench_triton.json --plot out/bench_triton.png
 	$(PY) scripts/bench_pipeline.py
 
+# perf_analyzer on room_restyle and a few stages, a tiny server started on free ports (any flag: restyle perf-analyzer ...)
 perf: models
-	$(PY) scripts/perf_analyzer.py
+	$(RESTYLE) bench triton --profile tiny --quick
 
 clean:
 	rm -rf artifacts out .run model_repository/*/config.pbtxt model_repository/*/1/model.onnx

@@ -27,11 +27,11 @@ def api(quick: bool = typer.Option(False, "--quick", help="fewer requests (under
 @bench_app.command("triton")
 def triton(
     profile: str = typer.Option("tiny", help="the served profile; its artefacts feed the in-process side"),
-    quick: bool = typer.Option(False, help="4 steps, concurrency 1 and 4, stages preprocess, detection, "
-                                           "segmentation, diffusion; under 3 minutes on 2 CPUs"),
+    quick: bool = typer.Option(False, help="2 steps, concurrency 1 and 4, stages preprocess, detection, edges; "
+                                           "under 3 minutes on 2 CPUs"),
     url: str = typer.Option(None, help="gRPC HOST:PORT of a running server (default: start one on free ports)"),
     photo: Path = typer.Option(None, exists=True, dir_okay=False, help="room photo (default: a synthetic room)"),
-    steps: int = typer.Option(None, help="denoising steps (default 20, --quick 4)"),
+    steps: int = typer.Option(None, help="denoising steps (default 20, --quick 2)"),
     stages: str = typer.Option(None, help="comma-separated stage models to measure alone (default all)"),
     json_path: Path = typer.Option(None, "--json", help="write the figures as one flat JSON object"),
     plot: Path = typer.Option(None, help="write a PNG of latency and throughput against concurrency"),

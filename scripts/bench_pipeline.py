@@ -6,6 +6,9 @@
    over gRPC; end-to-end medians, their ratio, and the median of every stage (the stream's
    TIMINGS).
 
+perf_analyzer on the ensemble and each stage against the same code in-process is
+`restyle bench triton` (restyle/bench_triton.py); `make bench` runs both.
+
 Starts a tritonserver for --profile on free ports unless --url names a running one (HTTP and
 gRPC ports given as --url HOST:HTTP --grpc-port P). Say which weights a figure came from:
 tiny and --random-weights builds measure speed only, never quality; on a shared 2-core CPU
@@ -15,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -27,13 +28,14 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from client_api.local_stack import free_port
 from restyle import server
 from restyle.batching import run_batched
+from restyle.bench_triton import machine
 from restyle.client import RestyleRequest, TritonRestyleClient
-from restyle.detection import OnnxModel
+from restyle.onnx_model import OnnxModel
 from restyle.profiles import get_profile
 from restyle.samples import synthetic_room
+from restyle.server_ports import free_port
 from restyle.settings import get_settings
 
 console = Console()
@@ -104,7 +106,7 @@ def main() -> int:
     profile = get_profile(args.profile)
     artifacts = get_settings().artifacts_dir / profile.name
     photo = args.photo.read_bytes() if args.photo else cv2.imencode(".jpg", synthetic_room()[:, :, ::-1])[1].tobytes()
-    console.print(f"machine: {platform.processor() or platform.machine()}, {_cpus()} CPUs; profile {profile.name} "
+    console.print(f"machine: {machine()}; profile {profile.name} "
                   f"({profile.description}); weights: {_weights(artifacts)}")
     console.print(bench_batching(artifacts, profile.device, args.batch, args.runs))
     srv = None
@@ -121,10 +123,6 @@ def main() -> int:
         if srv:
             srv.stop()
     return 0
-
-
-def _cpus() -> int:
-    return len(os.sched_getaffinity(0))
 
 
 def _weights(artifacts: Path) -> str:

@@ -1,0 +1,56 @@
+"""`restyle bench triton` and `restyle perf-analyzer`: they run and say what they should; no timing is asserted."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from restyle import perf
+from restyle_cli.main import app
+
+RESTYLE = str(Path(sys.executable).parent / "restyle")
+KEYS = {"ensemble_p50_ms", "inprocess_p50_ms", "ensemble_vs_inprocess_ratio", "analysis_vs_inprocess_ratio",
+        "throughput_c1", "throughput_c4"}
+
+
+def test_bench_triton_writes_every_key(triton_server, tmp_path):
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    done = subprocess.run([RESTYLE, "bench", "triton", "--quick", "--url", triton_server.grpc_url, "--steps", "1",
+                           "--stages", "edges", "--json", str(out), "--plot", str(png)],
+                          check=False, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    figures = json.loads(out.read_text())
+    assert set(figures) == KEYS
+    assert all(isinstance(v, (int, float)) and v > 0 for v in figures.values())
+    assert png.read_bytes().startswith(b"\x89PNG")
+    assert "server side inside room_restyle" in done.stdout  # the per-model breakdown is printed
+
+
+def test_perf_analyzer_passes_flags_through(triton_server, tmp_path):
+    version = subprocess.run([RESTYLE, "perf-analyzer", "--version"], check=False, capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and "Perf Analyzer Version 2.51" in version.stdout
+
+    # a tiny run against one stage, random data of a given shape, report written where asked
+    csv = tmp_path / "edges.csv"
+    run = subprocess.run([RESTYLE, "perf-analyzer", "-m", "edges", "-u", triton_server.grpc_url, "-i", "grpc",
+                          "--shape", "IMAGE:64,64,3", "--measurement-mode", "count_windows",
+                          "--measurement-request-count", "2", "-f", str(csv)],
+                         check=False, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert csv.read_text().startswith("Concurrency")
+
+
+def test_bad_flag_gets_perf_analyzers_own_error():
+    done = subprocess.run([RESTYLE, "perf-analyzer", "--no-such-flag"], check=False, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "unrecognized option '--no-such-flag'" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_missing_libb64_is_one_line_naming_the_package(monkeypatch):
+    monkeypatch.setattr(perf, "LIBB64", "libb64-not-installed.so.0d")
+    result = CliRunner().invoke(app, ["perf-analyzer", "--version"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "perf_analyzer needs libb64-not-installed.so.0d: apt-get install libb64-0d"]
