@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     # --- Redis (job state, queue, pub/sub, rate limit) ---
     redis_url: str = "redis://localhost:6379/0"
     redis_timeout_s: float = 2.0  # connect/socket timeout: an unreachable Redis must give a fast 503
-    # Per process; a burst beyond it waits (up to redis_timeout_s) for a free connection rather than failing.
+    # Per process; a burst beyond it waits for a free connection rather than failing.
     redis_max_connections: int = Field(32, ge=1)
     queue_stream: str = "restyle:jobs"
     queue_group: str = "restyle-workers"

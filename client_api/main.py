@@ -4,11 +4,14 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
+from redis.exceptions import RedisError
 
 from . import errors, metrics
 from .config import Settings
+from .events_hub import EventHub
 from .ratelimit import RateLimiter
 from .routers import admin, events, files, health, jobs, legacy, styles
 from .services import Services
@@ -33,6 +36,23 @@ def startup_warnings(settings: Settings) -> None:
                     "key and stop working after a restart or on another API process")
 
 
+class RefuseHugeBodies:
+    """Refuse by Content-Length before the multipart parser spools hundreds of MB to disk."""
+
+    def __init__(self, app, max_upload_bytes: int):
+        self.app = app
+        self.max_upload_bytes = max_upload_bytes
+        self.limit = max_upload_bytes + 1024 * 1024  # multipart overhead on top of the file
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            length = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
+            if length.isdigit() and int(length) > self.limit:
+                response = errors._json(413, "file_too_large", f"the file is larger than {self.max_upload_bytes} bytes")
+                return await response(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -41,30 +61,28 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         svc = services or Services.create(settings)
         app.state.services = svc
         app.state.limiter = RateLimiter(svc.redis, settings.rate_limit_per_minute, settings.rate_limit_burst)
+        app.state.events = EventHub(settings.redis_url, svc.store, settings.redis_timeout_s)
+        try:
+            await app.state.events.start()  # else the first watcher connects it
+        except RedisError:
+            log.warning("Redis unreachable at startup; live events will connect when first asked for")
         app.state.triton_ready = triton_ready_check(settings)
         startup_warnings(settings)
         yield
+        await app.state.events.close()  # open streams end with their "unavailable" event
         await svc.close()
 
-    app = FastAPI(title="Room restyle", version="1.0",
-                  description="Upload a room photo and a style; follow the job; download the restyled room.",
-                  lifespan=lifespan)
+    # Swagger UI and ReDoc from files shipped in a package: no CDN, so /docs works offline.
+    app = FastAPIOffline(title="Room restyle", version="1.0", static_url="/static/docs",
+                         description="Upload a room photo and a style; follow the job; download the restyled room.",
+                         lifespan=lifespan)
     errors.install(app)
     for r in (jobs.router, events.router, legacy.router, styles.router, health.router, admin.router,
               files.router):
         app.include_router(r)
 
-    limit = settings.max_upload_bytes + 1024 * 1024  # multipart overhead on top of the file
-
-    @app.middleware("http")
-    async def refuse_huge_bodies(request: Request, call_next):
-        # Refuse by Content-Length before the multipart parser spools hundreds of MB to disk.
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > limit:
-            return errors._json(413, "file_too_large", f"the file is larger than {settings.max_upload_bytes} bytes")
-        return await call_next(request)
-
-    app.middleware("http")(metrics.middleware)
+    app.add_middleware(RefuseHugeBodies, max_upload_bytes=settings.max_upload_bytes)
+    app.add_middleware(metrics.RequestMetrics)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"])

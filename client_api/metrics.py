@@ -97,15 +97,34 @@ def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
-async def middleware(request, call_next):
-    t0 = time.perf_counter()
-    status = 500
-    try:
-        response = await call_next(request)
-        status = response.status_code
-        return response
-    finally:
-        route = request.scope.get("route")
-        # the route template, not the path: job ids must not explode label cardinality
-        REQUEST_LATENCY.labels(request.method, getattr(route, "path", "unmatched"), str(status)).observe(
-            time.perf_counter() - t0)
+class RequestMetrics:
+    """Times each HTTP request to its response's start, labelled by route template. Plain ASGI:
+    Starlette's @app.middleware("http") costs extra tasks and streams on every request."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        observed = False
+
+        def observe(status: int) -> None:
+            nonlocal observed
+            observed = True
+            route = scope.get("route")  # set by the router when a route matched
+            # the route template, not the path: job ids must not explode label cardinality
+            REQUEST_LATENCY.labels(scope["method"], getattr(route, "path", "unmatched"), str(status)).observe(
+                time.perf_counter() - t0)
+
+        async def timed_send(message):
+            if message["type"] == "http.response.start":
+                observe(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, timed_send)
+        finally:
+            if not observed:
+                observe(500)

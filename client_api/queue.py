@@ -70,16 +70,21 @@ class JobQueue:
         await pipe.execute()
 
     async def depth(self) -> dict[str, int]:
-        """waiting = not yet delivered; pending = delivered, not yet acknowledged.
-
-        Acked entries are deleted, so the stream holds exactly waiting + pending entries
-        (XINFO's `lag` turns nil after deletions, so it is not used).
-        """
+        """waiting = not yet delivered; pending = delivered, not yet acknowledged."""
         try:
             groups = await self.r.xinfo_groups(self.stream)
         except ResponseError:  # no stream yet
             return {"waiting": 0, "pending": 0, "consumers": 0}
-        length = await self.r.xlen(self.stream)
+        return self.depth_from(groups, await self.r.xlen(self.stream))
+
+    def depth_into(self, pipe) -> None:
+        """Queue the reads of depth_from() on a pipeline that has just XADDed (so the stream exists)."""
+        pipe.xinfo_groups(self.stream)
+        pipe.xlen(self.stream)
+
+    def depth_from(self, groups: list[dict], length: int) -> dict[str, int]:
+        # Acked entries are deleted, so the stream holds exactly waiting + pending entries
+        # (XINFO's `lag` turns nil after deletions, so it is not used).
         g = next((g for g in groups if g["name"] == self.group), {"pending": 0, "consumers": 0})
         pending = int(g["pending"])
         return {"waiting": max(0, length - pending), "pending": pending, "consumers": int(g["consumers"])}

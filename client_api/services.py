@@ -33,10 +33,13 @@ class Services:
 
     @classmethod
     def create(cls, settings: Settings, storage: Storage | None = None) -> "Services":
+        command_timeout = max(settings.redis_timeout_s, 30.0)
+        # A burst of requests beyond the pool waits its turn (as long as a slow command may take)
+        # rather than failing: one connection per request in flight would exhaust Redis's maxclients.
         pool = aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=settings.redis_max_connections, timeout=settings.redis_timeout_s,
-            decode_responses=True, socket_connect_timeout=settings.redis_timeout_s,
-            socket_timeout=max(settings.redis_timeout_s, 30.0), health_check_interval=30)
+            settings.redis_url, max_connections=settings.redis_max_connections, timeout=command_timeout,
+            decode_responses=True, socket_connect_timeout=settings.redis_timeout_s, socket_timeout=command_timeout,
+            health_check_interval=30)
         r = aioredis.Redis.from_pool(pool)  # closed with the client
         return cls(settings, r, JobStore(r, settings.job_ttl),
                    JobQueue(r, settings.queue_stream, settings.queue_group),

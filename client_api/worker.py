@@ -19,6 +19,7 @@ from collections.abc import Callable
 from redis.exceptions import RedisError
 
 from restyle.contract import FIELDS
+from restyle.imaging import ImageError
 from restyle.styles import display_name
 
 from . import metrics, uploads
@@ -147,6 +148,10 @@ class Worker:
             image = await asyncio.to_thread(self.svc.storage.get, job["original_key"])
         except NotFound:
             return await self.fail(job_id, "missing_upload", "the uploaded photo is gone (expired or deleted)")
+        try:  # the API read only the upload's header: it is decoded (and oriented, downsized) here
+            image = await asyncio.to_thread(uploads.working_copy, image, max_side=self.s.working_max_side)
+        except ImageError as e:
+            return await self.fail(job_id, "rejected", str(e))
         cancel = threading.Event()
         watcher = asyncio.create_task(self._watch(job_id, cancel))
         try:

@@ -1,8 +1,9 @@
 """Live progress: Server-Sent Events and WebSocket, both fed by one generator.
 
-Subscribe first, then read the job: whatever happens after the read arrives on the
-channel, whatever happened before is in the record. So a late subscriber starts with the
-current state, and a reconnect after the end still gets the terminal event.
+Watch first, then read the job: whatever happens after the read arrives through the watch,
+whatever happened before is in the record. So a late subscriber starts with the current
+state, and a reconnect after the end still gets the terminal event. Watches come from the
+process's EventHub (events_hub.py): a watcher costs no Redis connection.
 """
 from __future__ import annotations
 
@@ -12,29 +13,32 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
+from redis.exceptions import RedisError
 
 from ..deps import JobDep, ServicesDep
-from ..jobs_store import TERMINAL, channel
+from ..events_hub import EventHub, EventsUnavailable, Final
+from ..jobs_store import TERMINAL
 from ..security import authenticate, bearer
 from .jobs import JOB_ERRORS, base_url
 
 router = APIRouter(tags=["events"])
 KEEPALIVE_S = 15.0
+# The last event of a stream that cannot go on; the client reconnects (EventSource does so
+# by itself) and starts again from the job's current state.
+UNAVAILABLE = "unavailable"
 
 
-def _typed(data: dict) -> dict:
-    """Redis hands every hash field back as a string; clients get numbers."""
-    for k, cast in (("progress", float), ("step", int), ("total_steps", int)):
-        if data.get(k) is not None:
-            data[k] = cast(data[k])
-    return data
+def _unavailable(job_id: str) -> dict:
+    return {"job_id": job_id, "error": "live progress was interrupted (the job store is unreachable or the "
+            "server is restarting); reconnect to resume", "retry_after": 5}
 
 
-async def job_events(services, job_id: str, base: str) -> AsyncIterator[tuple[str, dict] | None]:
+async def job_events(services, hub: EventHub, job_id: str, base: str) -> AsyncIterator[tuple[str, dict] | None]:
     """(event name, data) until a terminal state; None = nothing new (time for a keepalive)."""
-    pubsub = services.redis.pubsub()
-    await pubsub.subscribe(channel(job_id))
+    watch = None
     try:
+        await hub.start()
+        watch = hub.watch(job_id)
         job = await services.store.get(job_id)
         while True:
             if not job:
@@ -46,20 +50,22 @@ async def job_events(services, job_id: str, base: str) -> AsyncIterator[tuple[st
             if terminal:
                 return
             while True:  # until the job ends (then the outer loop sends the full record)
-                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=KEEPALIVE_S)
-                if msg is None:
+                item = await watch.next(KEEPALIVE_S)
+                if item is None:
                     yield None
                     job = await services.store.get(job_id)  # re-read: also catches expiry/deletion
                     if not job or job.get("status") in TERMINAL:
                         break
-                    continue
-                data = _typed(json.loads(msg["data"]))
-                if data.get("status") in TERMINAL:
-                    job = await services.store.get(job_id)  # the full record carries the result
+                elif isinstance(item, Final):
+                    job = item.record
                     break
-                yield "progress", data
+                else:
+                    yield "progress", item
+    except (EventsUnavailable, RedisError):
+        yield UNAVAILABLE, _unavailable(job_id)
     finally:
-        await pubsub.aclose()
+        if watch is not None:
+            watch.close()
 
 
 @router.get("/v1/jobs/{job_id}/events", summary="Progress as Server-Sent Events",
@@ -68,7 +74,7 @@ async def job_events(services, job_id: str, base: str) -> AsyncIterator[tuple[st
 async def sse(request: Request, job: JobDep, services: ServicesDep) -> StreamingResponse:
     async def stream():
         yield "retry: 2000\n\n"
-        async for item in job_events(services, job["id"], base_url(request, services)):
+        async for item in job_events(services, request.app.state.events, job["id"], base_url(request, services)):
             if item is None:
                 yield ": keepalive\n\n"
             else:
@@ -83,7 +89,12 @@ async def _ws_handler(websocket: WebSocket, job_id: str):
     await websocket.accept()
     token = bearer(websocket.headers.get("authorization")) or websocket.query_params.get("api_key")
     owner = authenticate(services.settings, token)
-    job = await services.store.get(job_id) if owner and len(job_id) <= 64 else None
+    try:
+        job = await services.store.get(job_id) if owner and len(job_id) <= 64 else None
+    except RedisError:
+        await websocket.send_json({"event": UNAVAILABLE, "data": _unavailable(job_id)})
+        await websocket.close(1013)  # "try again later"
+        return
     if owner is None or not job or job.get("owner") != owner:
         code, msg = (4401, "missing or invalid API key") if owner is None else (4404, "job not found")
         await websocket.send_json({"event": "error", "data": {"error": msg}})
@@ -92,7 +103,7 @@ async def _ws_handler(websocket: WebSocket, job_id: str):
     base = services.settings.public_base_url or str(websocket.base_url).replace("ws", "http", 1)
 
     async def pump():
-        async for item in job_events(services, job_id, base.rstrip("/")):
+        async for item in job_events(services, websocket.app.state.events, job_id, base.rstrip("/")):
             if item is not None:
                 await websocket.send_json({"event": item[0], "data": item[1]})
         await websocket.close()

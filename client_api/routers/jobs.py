@@ -18,7 +18,7 @@ from restyle.contract import (MAX_PROMPT_CHARS, MAX_ROOM_TYPE_CHARS, MAX_SEED, M
 from .. import jobs_store, uploads, webhooks
 from ..deps import IdempotencyKey, JobDep, OwnerDep, ServicesDep
 from ..errors import AppError
-from ..jobs_store import TERMINAL, idempotency_key, now
+from ..jobs_store import STATS_KEY, TERMINAL, idempotency_key, now
 from ..schemas import JobCreated, JobView, error_responses
 from ..storage import job_prefixes, original_key
 
@@ -62,10 +62,10 @@ async def _read_limited(file: UploadFile, limit: int) -> bytes:
     return data
 
 
-async def _estimate(services) -> float:
-    st = await services.store.stats()
-    avg = st["processing_time_total"] / st["completed"] if st.get("completed") else 30.0
-    depth = await services.queue.depth()
+def _estimate(stats: dict, depth: dict[str, int]) -> float:
+    """Seconds until a job queued now is done: the average job's time, times the jobs ahead per worker."""
+    completed = float(stats.get("completed", 0))
+    avg = float(stats.get("processing_time_total", 0)) / completed if completed else 30.0
     return round(avg * (1 + (depth["waiting"] + depth["pending"]) / max(1, depth["consumers"])), 1)
 
 
@@ -118,6 +118,7 @@ async def submit(
                        {"Retry-After": str(max(1, round(retry_after + 0.5)))})
 
     raw = await _read_limited(file, s.max_upload_bytes)
+    as_sent = uploads.check(raw, max_bytes=s.max_upload_bytes, max_pixels=s.max_pixels)  # header only
     params = {**gen.to_dict(), "webhook_url": webhook_url}
     job_id = uuid.uuid4().hex
     base = base_url(request, services)
@@ -127,10 +128,10 @@ async def submit(
         if existing:
             job = await services.store.get(existing) or {}
             return JobCreated(job_id=existing, status=job.get("status", "queued"),
-                              estimated_time=await _estimate(services), **job_links(base, existing))
+                              estimated_time=_estimate(await services.store.stats(), await services.queue.depth()),
+                              **job_links(base, existing))
     try:
-        image = await asyncio.to_thread(uploads.prepare, raw, max_bytes=s.max_upload_bytes,
-                                        max_pixels=s.max_pixels, max_side=s.working_max_side)
+        image = raw if as_sent else await asyncio.to_thread(uploads.to_jpeg, raw, max_pixels=s.max_pixels)
         # A seed fixed now makes a redelivered job reproduce the same picture.
         params.setdefault("seed", secrets.randbelow(2**31))
         await asyncio.to_thread(services.storage.put, original_key(job_id), image)
@@ -138,15 +139,18 @@ async def submit(
                   "message": "Waiting in queue...", "created_at": now(), "style": gen.style,
                   "params": json.dumps(params), "original_key": original_key(job_id), "base_url": base,
                   "webhook_url": webhook_url or "", "deliveries": "0"}
-        pipe = services.redis.pipeline(transaction=True)  # record + enqueue: both or neither
+        # Record + enqueue, both or neither; the estimate's reads ride along: one round trip.
+        pipe = services.redis.pipeline(transaction=True)
         services.store.create_into(pipe, job_id, fields)
         services.queue.enqueue_into(pipe, job_id)
-        await pipe.execute()
+        pipe.hgetall(STATS_KEY)
+        services.queue.depth_into(pipe)
+        *_, stats, groups, length = await pipe.execute()
     except BaseException:
         await _undo_submit(services, owner, idempotency_key, job_id)
         raise
-    return JobCreated(job_id=job_id, status="queued", estimated_time=await _estimate(services),
-                      **job_links(base, job_id))
+    return JobCreated(job_id=job_id, status="queued", estimated_time=_estimate(stats, services.queue.depth_from(
+        groups, length)), **job_links(base, job_id))
 
 
 async def _undo_submit(services, owner, idempotency_key, job_id) -> None:

@@ -104,10 +104,16 @@ def test_bad_uploads(anon, rdb, data, status, code):
         if (anon.settings.local_storage_dir / "uploads").exists() else True
 
 
-def test_accepted_types_exif_and_downsizing(make_settings, start_api, rdb):
-    api = start_api(make_settings(working_max_side=256))
-    for fmt in ("PNG", "WEBP"):
-        assert submit(api.url, jpeg(300, 200, fmt=fmt)).status_code == 202
+def test_accepted_types_exif_and_downsizing(make_settings, start_api, start_worker):
+    import fake_pipeline
+    from svc_helpers import image_size, wait_for
+
+    settings = make_settings(working_max_side=256)
+    api = start_api(settings)
+    for fmt in ("PNG", "WEBP"):  # stored as JPEG, at their own size
+        job_id = submit(api.url, jpeg(300, 200, fmt=fmt)).json()["job_id"]
+        stored = (api.settings.local_storage_dir / "uploads" / job_id / "original.jpg").read_bytes()
+        assert stored[:3] == b"\xff\xd8\xff" and image_size(stored) == (300, 200)
     # EXIF orientation 6 (rotate 90°): a 400×200 landscape file is a 200×400 portrait photo
     img = Image.new("RGB", (400, 200), (10, 200, 30))
     exif = img.getexif()
@@ -116,8 +122,12 @@ def test_accepted_types_exif_and_downsizing(make_settings, start_api, rdb):
     img.save(buf, "JPEG", exif=exif)
     job_id = submit(api.url, buf.getvalue()).json()["job_id"]
     stored = api.settings.local_storage_dir / "uploads" / job_id / "original.jpg"
-    with Image.open(stored) as im:
-        assert im.size == (128, 256)  # oriented, then long side to the working maximum
+    assert stored.read_bytes() == buf.getvalue()  # a complete JPEG is kept as sent (nothing decoded at submit)
+    calls: list = []
+    start_worker(settings, fake_pipeline.make(0.001, calls=calls))
+    wait_for(lambda: len(calls) == 3)
+    # the worker hands the pipeline the photo oriented, then long side to the working maximum
+    assert [image_size(c.image) for c in calls] == [(256, 171), (256, 171), (128, 256)]
 
 
 def test_bad_fields(anon):
