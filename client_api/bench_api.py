@@ -84,6 +84,18 @@ class ApiProcess:
         self.stop()
         raise RuntimeError("restyle api did not come up:\n" + log_path.read_text(errors="replace")[-3000:])
 
+    def cpu_s(self) -> float:
+        """CPU seconds used so far by `restyle api` and its worker processes: on a shared machine
+        the cost per request, unlike latency, does not depend on what else is running."""
+        import psutil
+
+        try:
+            procs = [psutil.Process(self.proc.pid)]
+            procs += procs[0].children(recursive=True)
+            return sum(t.user + t.system for t in (p.cpu_times() for p in procs))
+        except psutil.NoSuchProcess:
+            return float("nan")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)  # uvicorn's supervisor and its worker processes
@@ -126,7 +138,16 @@ def _client(url: str, connections: int) -> aiohttp.ClientSession:
                                  timeout=aiohttp.ClientTimeout(total=None, sock_read=60))
 
 
-async def bench_submits(url: str, body: bytes, content_type: str, requests: int, out: dict, job_ids: list) -> None:
+async def _measured(api: ApiProcess, n: int, concurrency: int, call) -> tuple[list[float], float, int, float, float]:
+    """_closed_loop, plus the CPU ms per call spent by the server and by this load generator."""
+    server0, client0 = api.cpu_s(), time.process_time()
+    lat, wall, failed = await _closed_loop(n, concurrency, call)
+    return (lat, wall, failed, round((api.cpu_s() - server0) * 1000 / n, 2),
+            round((time.process_time() - client0) * 1000 / n, 2))
+
+
+async def bench_submits(api: ApiProcess, body: bytes, content_type: str, requests: int, out: dict,
+                        job_ids: list) -> None:
     async def submit(client):
         async with client.post("/v1/jobs", data=body, headers={"Content-Type": content_type}) as r:
             if r.status != 202:
@@ -135,33 +156,36 @@ async def bench_submits(url: str, body: bytes, content_type: str, requests: int,
             return True
 
     for c in CONCURRENCIES:
-        async with _client(url, c) as client:
+        async with _client(api.url, c) as client:
             await _closed_loop(max(2 * c, 10), c, lambda: submit(client))  # open connections, warm both sides
             n = requests if c > 1 else max(requests // 2, 20)
-            lat, wall, failed = await _closed_loop(n, c, lambda: submit(client))
+            lat, wall, failed, server_ms, client_ms = await _measured(api, n, c, lambda: submit(client))
         out[f"submit_p50_ms_c{c}"], out[f"submit_p99_ms_c{c}"] = pct(lat, 50), pct(lat, 99)
         out[f"submits_per_s_c{c}"] = round(len(lat) / wall, 1)
         out[f"submit_failed_c{c}"] = failed
+        out[f"submit_server_cpu_ms_c{c}"], out[f"submit_loadgen_cpu_ms_c{c}"] = server_ms, client_ms
         print(f"  submit c={c:<3} p50 {out[f'submit_p50_ms_c{c}']:8.1f} ms  p99 {out[f'submit_p99_ms_c{c}']:8.1f} ms"
-              f"  {out[f'submits_per_s_c{c}']:7.1f}/s  failed {failed}", flush=True)
+              f"  {out[f'submits_per_s_c{c}']:7.1f}/s  failed {failed}  CPU ms per submit: server {server_ms},"
+              f" load generator {client_ms}", flush=True)
 
 
-async def bench_status(url: str, job_ids: list[str], requests: int, out: dict) -> None:
+async def bench_status(api: ApiProcess, job_ids: list[str], requests: int, out: dict) -> None:
     rng = np.random.default_rng(0)
 
     for c in (1, 8):
-        async with _client(url, c) as client:
+        async with _client(api.url, c) as client:
             async def get():
                 async with client.get(f"/v1/jobs/{job_ids[rng.integers(len(job_ids))]}") as r:
                     await r.read()
                     return r.status == 200
 
             await _closed_loop(20, c, get)
-            lat, _, failed = await _closed_loop(requests, c, get)
+            lat, _, failed, server_ms, _ = await _measured(api, requests, c, get)
         out[f"status_p50_ms_c{c}"], out[f"status_p99_ms_c{c}"] = pct(lat, 50), pct(lat, 99)
         out[f"status_failed_c{c}"] = failed
+        out[f"status_server_cpu_ms_c{c}"] = server_ms
         print(f"  status c={c:<3} p50 {out[f'status_p50_ms_c{c}']:8.1f} ms  p99 {out[f'status_p99_ms_c{c}']:8.1f} ms"
-              f"  failed {failed}", flush=True)
+              f"  failed {failed}  server CPU ms per GET {server_ms}", flush=True)
 
 
 async def _subscriber(client: aiohttp.ClientSession, job_id: str, lags: list[float], first: asyncio.Queue) -> str:
@@ -196,13 +220,13 @@ async def _subscriber(client: aiohttp.ClientSession, job_id: str, lags: list[flo
     return "broken"
 
 
-async def bench_events(url: str, redis_url: str, body: bytes, content_type: str, progress_events: int,
+async def bench_events(api: ApiProcess, redis_url: str, body: bytes, content_type: str, progress_events: int,
                        out: dict) -> None:
     from redis.asyncio import Redis
 
     from .jobs_store import JobStore
 
-    async with _client(url, 1) as client, client.post("/v1/jobs", data=body,
+    async with _client(api.url, 1) as client, client.post("/v1/jobs", data=body,
                                                       headers={"Content-Type": content_type}) as r:
         job_id = (await r.json())["job_id"]
     subscribers = SUBSCRIBERS
@@ -210,11 +234,12 @@ async def bench_events(url: str, redis_url: str, body: bytes, content_type: str,
     first: asyncio.Queue = asyncio.Queue()
     redis = Redis.from_url(redis_url, decode_responses=True)
     store = JobStore(redis, 3600)
-    async with _client(url, subscribers + 10) as client:
+    async with _client(api.url, subscribers + 10) as client:
         tasks = [asyncio.create_task(_subscriber(client, job_id, lags, first)) for _ in range(subscribers)]
         t0 = time.perf_counter()
         connected = sum([await first.get() for _ in range(subscribers)])
         out["events_connect_s"] = round(time.perf_counter() - t0, 2)
+        server0, client0 = api.cpu_s(), time.process_time()
         for i in range(progress_events):  # what a worker publishes while a job runs
             await asyncio.sleep(0.1)
             await store.update(job_id, {"status": "generating", "stage": "diffusion", "step": i + 1,
@@ -223,6 +248,9 @@ async def bench_events(url: str, redis_url: str, body: bytes, content_type: str,
         await asyncio.sleep(0.1)
         await store.finish(job_id, "canceled", {"message": f"{MARK}{time.time():.6f}", "error": "bench"})
         outcomes = await asyncio.gather(*tasks)
+        # CPU ms to deliver one event to every subscriber (server) and to take it in (load generator)
+        out["events_server_cpu_ms_per_event"] = round((api.cpu_s() - server0) * 1000 / (progress_events + 1), 1)
+        out["events_loadgen_cpu_ms_per_event"] = round((time.process_time() - client0) * 1000 / (progress_events + 1), 1)
     await redis.aclose()
     out["events_p50_lag_ms_500"], out["events_p99_lag_ms_500"] = pct(lags, 50), pct(lags, 99)
     out["events_connected"] = connected
@@ -234,7 +262,8 @@ async def bench_events(url: str, redis_url: str, body: bytes, content_type: str,
     print(f"  events {subscribers} subscribers: connected {connected} in {out['events_connect_s']} s, lag p50 "
           f"{out['events_p50_lag_ms_500']} ms p99 {out['events_p99_lag_ms_500']} ms; received {len(lags)} of "
           f"{out['events_expected']}; ended terminal {out['events_terminal']}, unavailable {out['events_unavailable']}, "
-          f"broken {out['events_broken']}", flush=True)
+          f"broken {out['events_broken']}; CPU ms per event: server {out['events_server_cpu_ms_per_event']}, "
+          f"load generator {out['events_loadgen_cpu_ms_per_event']}", flush=True)
 
 
 def run(*, quick: bool = False, api_workers: int = 2, requests: int | None = None) -> dict:
@@ -246,7 +275,9 @@ def run(*, quick: bool = False, api_workers: int = 2, requests: int | None = Non
     tmp = Path(tempfile.mkdtemp(prefix="restyle-bench-api-"))
     redis = RedisProcess()
     api = None
-    out: dict = {"api_workers": api_workers, "photo_bytes": len(photo), "photo_pixels": 1280 * 800}
+    # The machine's load when the run started: other work on these cores inflates every latency.
+    out: dict = {"api_workers": api_workers, "photo_bytes": len(photo), "photo_pixels": 1280 * 800,
+                 "load_avg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
     try:
         env = {"RESTYLE_REDIS_URL": redis.url, "RESTYLE_STORAGE": "local",
                "RESTYLE_LOCAL_STORAGE_DIR": str(tmp / "storage"), "RESTYLE_SIGNING_SECRET": secrets.token_hex(16),
@@ -258,9 +289,9 @@ def run(*, quick: bool = False, api_workers: int = 2, requests: int | None = Non
 
         async def main():
             job_ids: list[str] = []
-            await bench_submits(api.url, body, content_type, requests, out, job_ids)
-            await bench_status(api.url, job_ids, requests, out)
-            await bench_events(api.url, redis.url, body, content_type, 5 if quick else 20, out)
+            await bench_submits(api, body, content_type, requests, out, job_ids)
+            await bench_status(api, job_ids, requests, out)
+            await bench_events(api, redis.url, body, content_type, 5 if quick else 20, out)
 
         asyncio.run(main())
     finally:

@@ -13,7 +13,9 @@ from .services import Services
 _bearer = HTTPBearer(auto_error=False, description="API key")
 
 
-def get_services(request: Request) -> Services:
+# Dependencies are `async def` though they never await: FastAPI runs a plain `def` in its
+# thread pool, a hop that costs more than the function (several per request).
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
@@ -25,9 +27,9 @@ def _token(creds: HTTPAuthorizationCredentials | None, api_key: str | None) -> s
     return creds.credentials if creds else api_key
 
 
-def current_owner(services: ServicesDep,
-                  creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
-                  api_key: Annotated[str | None, Query(include_in_schema=False)] = None) -> str:
+async def current_owner(services: ServicesDep,
+                        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
+                        api_key: Annotated[str | None, Query(include_in_schema=False)] = None) -> str:
     owner = authenticate(services.settings, _token(creds, api_key))
     if owner is None:
         raise AppError(401, "unauthorized", "missing or invalid API key (Authorization: Bearer <key>)",
@@ -38,8 +40,8 @@ def current_owner(services: ServicesDep,
 OwnerDep = Annotated[str, Depends(current_owner)]
 
 
-def require_admin(services: ServicesDep,
-                  creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None) -> None:
+async def require_admin(services: ServicesDep,
+                        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None) -> None:
     token = _token(creds, None)
     if token is None:  # no credentials at all: say how to authenticate (401), not "forbidden"
         raise AppError(401, "unauthorized", "admin API key required (Authorization: Bearer <admin key>)",
