@@ -43,11 +43,12 @@ OwnerDep = Annotated[str, Depends(current_owner)]
 async def require_admin(services: ServicesDep,
                         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None) -> None:
     token = _token(creds, None)
+    if is_admin(services.settings, token):
+        return
     if token is None:  # no credentials at all: say how to authenticate (401), not "forbidden"
         raise AppError(401, "unauthorized", "admin API key required (Authorization: Bearer <admin key>)",
                        {"WWW-Authenticate": "Bearer"})
-    if not is_admin(services.settings, token):
-        raise AppError(403, "forbidden", "this key is not the admin API key")
+    raise AppError(403, "forbidden", "this key is not the admin API key")
 
 
 async def owned_job(job_id: str, owner: OwnerDep, services: ServicesDep) -> dict:
