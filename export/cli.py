@@ -73,7 +73,8 @@ def models_download(
     except (ValueError, DownloadError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
-        fail("interrupted; finished files are kept, run the same command again to go on")
+        console.print("interrupted: finished files are kept, the same command goes on from there")
+        raise typer.Exit(130) from None
     console.print(f"weights complete in {dir}; next: restyle models build --profile t4 --weights {dir}",
                   soft_wrap=True)
 

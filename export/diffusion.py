@@ -14,24 +14,9 @@ Writes ``out_dir/diffusion/{sd,controlnet_depth,controlnet_canny}``, the layout
   ~360M each, SD VAE, CLIP ViT-L/14 text encoder) with random fp16 weights. **For speed
   measurement only**: the images are noise, and the text encoder uses the tiny tokenizer
   (vocabulary of a few hundred characters instead of 49408 BPE tokens). ~5 GB on disk.
-* ``weights=DIR``: real checkpoints in Hugging Face snapshot layout, symlinked (not
-  copied) into place::
-
-      DIR/stable-diffusion-v1-5/      model_index.json, unet/, vae/, text_encoder/, ...
-      DIR/control_v11f1p_sd15_depth/  config.json, diffusion_pytorch_model.safetensors
-      DIR/control_v11p_sd15_canny/    config.json, diffusion_pytorch_model.safetensors
-      DIR/lcm-lora-sdv1-5/            pytorch_lora_weights.safetensors (the fast speed mode)
-
-  Get them (on a machine with network access; not run here) with::
-
-      huggingface-cli download stable-diffusion-v1-5/stable-diffusion-v1-5 \\
-          --local-dir DIR/stable-diffusion-v1-5 \\
-          --exclude "*.ckpt" "*.bin" "*fp16*" "*non_ema*" "*.msgpack" "*.onnx*"
-      huggingface-cli download lllyasviel/control_v11f1p_sd15_depth \\
-          --local-dir DIR/control_v11f1p_sd15_depth --exclude "*.bin" "*fp16*"
-      huggingface-cli download lllyasviel/control_v11p_sd15_canny \\
-          --local-dir DIR/control_v11p_sd15_canny --exclude "*.bin" "*fp16*"
-      huggingface-cli download latent-consistency/lcm-lora-sdv1-5 --local-dir DIR/lcm-lora-sdv1-5
+* ``weights=DIR``: real checkpoints, the SD1.5, ControlNet and LCM-LoRA folders of the
+  layout in export/weights.py (``restyle models download --dir DIR`` fetches them),
+  symlinked (not copied) into place.
 
 The tiny and full random builds write a random LoRA of LCM-LoRA's shape (same target modules,
 PEFT/diffusers format) to ``lcm_lora/``, so the loading and fusing code is the real one.
@@ -44,18 +29,14 @@ from pathlib import Path
 import torch
 
 from export.tokenizer import write_tiny_clip_tokenizer
+from export.weights import CONTROLNET_CANNY, CONTROLNET_DEPTH, LCM_LORA, SD, check_complete
 
 COMPONENTS = ("sd", "controlnet_depth", "controlnet_canny", "lcm_lora")
-LCM_LORA_WEIGHTS = "lcm-lora-sdv1-5"  # the folder under --weights
-LCM_LORA_FILE = "pytorch_lora_weights.safetensors"
+LCM_LORA_FILE = LCM_LORA.files[0]
 
-# folder under --weights -> (folder under diffusion/, file that proves it is there, hub repo)
-WEIGHT_FOLDERS = {
-    "stable-diffusion-v1-5": ("sd", "model_index.json", "stable-diffusion-v1-5/stable-diffusion-v1-5"),
-    "control_v11f1p_sd15_depth": ("controlnet_depth", "config.json", "lllyasviel/control_v11f1p_sd15_depth"),
-    "control_v11p_sd15_canny": ("controlnet_canny", "config.json", "lllyasviel/control_v11p_sd15_canny"),
-    LCM_LORA_WEIGHTS: ("lcm_lora", LCM_LORA_FILE, "latent-consistency/lcm-lora-sdv1-5"),
-}
+# the parts of --weights (export/weights.py) linked into diffusion/, and their folder there
+WEIGHT_FOLDERS = {SD: "sd", CONTROLNET_DEPTH: "controlnet_depth", CONTROLNET_CANNY: "controlnet_canny",
+                  LCM_LORA: "lcm_lora"}
 # latent-consistency/lcm-lora-sdv1-5: the modules its LoRA adapts (from diffusers'
 # train_lcm_distill_lora_sd_wds.py) and its rank; the tiny random LoRA uses a rank its width allows.
 LCM_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
@@ -216,18 +197,6 @@ def build_random(dest: Path, *, size: str, seed: int) -> dict:
     return {"dtype": str(dtype).removeprefix("torch."), "parameters": counts}
 
 
-def check_weights(weights: Path) -> None:
-    """Raise FileNotFoundError naming each missing checkpoint folder and how to download it."""
-    problems = []
-    for folder, (_, marker, repo) in WEIGHT_FOLDERS.items():
-        path = weights / folder
-        if not (path / marker).is_file():
-            what = "missing" if not path.exists() else f"incomplete (no {marker})"
-            problems.append(f"{path} is {what}; get it with: huggingface-cli download {repo} --local-dir {path}")
-    if problems:
-        raise FileNotFoundError("diffusion weights not found:\n  " + "\n  ".join(problems))
-
-
 def build_diffusion(out_dir: Path, *, weights: Path | None, size: str, seed: int) -> dict:
     """Write out_dir/diffusion/{sd,controlnet_depth,controlnet_canny}; return its manifest entry
     (a flat dict: source, size, seed, working_resolution, components, parameters, ...).
@@ -242,7 +211,7 @@ def build_diffusion(out_dir: Path, *, weights: Path | None, size: str, seed: int
     dest = out_dir / "diffusion"
     if weights is not None:
         weights = Path(weights).expanduser().resolve()
-        check_weights(weights)
+        check_complete(weights, list(WEIGHT_FOLDERS))  # names what is missing and its download
     dest.mkdir(parents=True, exist_ok=True)
     for name in COMPONENTS:
         _clear(dest / name)
@@ -252,9 +221,9 @@ def build_diffusion(out_dir: Path, *, weights: Path | None, size: str, seed: int
              "architecture": "StableDiffusionControlNetPipeline (SD1.5) + MultiControlNet[depth, canny]"}
     if weights is not None:
         sources = {}
-        for folder, (name, _, repo) in WEIGHT_FOLDERS.items():
-            (dest / name).symlink_to(weights / folder, target_is_directory=True)
-            sources[name] = {"path": str(weights / folder), "hub_repo": repo}
+        for part, name in WEIGHT_FOLDERS.items():
+            (dest / name).symlink_to(part.path(weights), target_is_directory=True)
+            sources[name] = {"path": str(part.path(weights)), "hub_repo": part.repo}
         entry.update(source="weights", weights=str(weights), sources=sources, seed=None)
     else:
         entry.update(source=f"random-{size}", weights=None, **build_random(dest, size=size, seed=seed))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from export.weights import part
+from export.weights import CLIP, DPT, SAM2, YOLO, Part
 
 # ultralytics checks for updates, fetches fonts and pip-installs missing requirements when
 # it thinks it is online; none of that may happen in a build.
@@ -47,10 +47,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _checkpoint(weights: Path, folder: str) -> Path:
+def _checkpoint(weights: Path, part: Part) -> Path:
     """The part's one file (yolo, sam2) or its save_pretrained folder (dpt, clip) under `weights`."""
-    p = part(folder)
-    path = p.path(weights) / p.files[0] if len(p.files) == 1 else p.path(weights)
+    path = part.path(weights) / part.files[0] if len(part.files) == 1 else part.path(weights)
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: see the weights layout in export/weights.py")
     return path
@@ -84,7 +83,7 @@ def load_yolo(*, weights: Path | None, seed: int, checkpoint: Path | None = None
     from restyle.detection import COCO_CLASSES
 
     if checkpoint is None and weights is not None:
-        checkpoint = _checkpoint(weights, "yolo")
+        checkpoint = _checkpoint(weights, YOLO)
     if checkpoint is not None:
         return YOLO(str(checkpoint))
     torch.manual_seed(seed)
@@ -110,7 +109,7 @@ def build_detection(out_dir: Path, *, weights: Path | None, size: str, seed: int
         # ultralytics writes the .onnx next to the .pt (or into the cwd for a yaml model):
         # work on a copy so the weights folder (maybe read-only) and the caller's cwd stay clean.
         if weights is not None:
-            src = _checkpoint(weights, "yolo")
+            src = _checkpoint(weights, YOLO)
             shutil.copy2(src, Path(tmp) / src.name)
             model = load_yolo(weights=None, seed=seed, checkpoint=Path(tmp) / src.name)
         else:
@@ -133,7 +132,7 @@ def build_detection(out_dir: Path, *, weights: Path | None, size: str, seed: int
     onnx.save(graph, dst)
     return {
         "architecture": YOLO_ARCH,
-        "source": str(_checkpoint(weights, "yolo")) if weights else f"random:{YOLO_ARCH}.yaml",
+        "source": str(_checkpoint(weights, YOLO)) if weights else f"random:{YOLO_ARCH}.yaml",
         "seed": None if weights else seed,
         "file": "detection/model.onnx",
         "imgsz": imgsz,
@@ -185,7 +184,7 @@ def load_depth(*, weights: Path | None, size: str, seed: int) -> tuple[Normalise
     from transformers import DPTForDepthEstimation
 
     if weights is not None:
-        dpt = DPTForDepthEstimation.from_pretrained(_checkpoint(weights, "dpt-large"), local_files_only=True)
+        dpt = DPTForDepthEstimation.from_pretrained(_checkpoint(weights, DPT), local_files_only=True)
         s = dpt.config.image_size
     else:
         config = dpt_config(size)
@@ -222,7 +221,7 @@ def build_depth(out_dir: Path, *, weights: Path | None, size: str, seed: int) ->
     onnx.save(graph, dst)
     return {
         "architecture": "dpt-large" if (weights or size == "full") else "dpt-tiny",
-        "source": str(_checkpoint(weights, "dpt-large")) if weights else f"random:dpt-{size}",
+        "source": str(_checkpoint(weights, DPT)) if weights else f"random:dpt-{size}",
         "seed": None if weights else seed,
         "file": "depth/model.onnx",
         "image_size": s,
@@ -244,7 +243,7 @@ def build_segmentation(out_dir: Path, *, weights: Path | None, size: str, seed: 
     dst = Path(out_dir) / "segmentation" / "sam2.pt"
     dst.parent.mkdir(parents=True, exist_ok=True)
     if weights is not None:
-        src = _checkpoint(weights, "sam2")
+        src = _checkpoint(weights, SAM2)
         _place(src, dst)
     else:
         from sam2.build_sam import build_sam2
@@ -294,7 +293,7 @@ def build_room_classifier(out_dir: Path, *, weights: Path | None, size: str, see
     _check_size(size)
     dst = Path(out_dir) / "room_classifier"
     if weights is not None:
-        src = _checkpoint(weights, "clip-vit-base-patch32")
+        src = _checkpoint(weights, CLIP)
         _place(src, dst)
         return {"architecture": "clip-vit-base-patch32", "source": str(src), "seed": None,
                 "dir": "room_classifier"}

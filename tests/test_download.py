@@ -257,7 +257,6 @@ def test_build_refuses_an_incomplete_folder_naming_every_missing_part(tmp_path):
             (part.path(root) / file).touch()
     shutil.rmtree(root / "control_v11p_sd15_canny")
     (root / "stable-diffusion-v1-5" / "unet" / "diffusion_pytorch_model.safetensors").unlink()
-    shutil.rmtree(root / "lcm-lora-sdv1-5")  # optional: not named
     env = {**os.environ, "RESTYLE_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
            "RESTYLE_MODEL_REPOSITORY": str(tmp_path / "repository")}
     done = subprocess.run([str(RESTYLE), "models", "build", "--profile", "cpu", "--weights", str(root)],
@@ -265,7 +264,7 @@ def test_build_refuses_an_incomplete_folder_naming_every_missing_part(tmp_path):
     out = assert_clear_failure(done, f"sd: {root}/stable-diffusion-v1-5/ lacks unet/diffusion_pytorch_model.safetensors",
                                f"controlnet: {root}/control_v11p_sd15_canny/ is missing",
                                f"restyle models download --dir {root} --only sd,controlnet")
-    assert "lcm" not in out and "depth" not in out
+    assert "clip" not in out and "depth" not in out
     assert not (tmp_path / "artifacts").exists() and not (tmp_path / "repository").exists()
     with pytest.raises(FileNotFoundError, match="is not a folder"):
         check_complete(tmp_path / "nowhere")

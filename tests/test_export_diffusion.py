@@ -5,9 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hub_mirror import released_sd
 
 from export.diffusion import (COMPONENTS, WEIGHT_FOLDERS, build_diffusion, controlnet_config, text_config, unet_config,
                               vae_config)
+from export.weights import SD
 from restyle.contract import parse_request
 from restyle.diffusion import Restyler
 
@@ -64,10 +66,14 @@ def test_rebuild_replaces_in_place(tmp_path):
 
 
 def fake_weights(tiny_out: Path, root: Path) -> Path:
-    """A --weights folder in HF snapshot layout whose three folders are the tiny build."""
+    """A --weights folder whose diffusion parts are the tiny build: SD in its released layout
+    (model_index.json, feature extractor, tokenizer files), the others linked as they are."""
     root.mkdir()
-    for folder, (name, _, _) in WEIGHT_FOLDERS.items():
-        (root / folder).symlink_to(tiny_out / "diffusion" / name, target_is_directory=True)
+    for part, name in WEIGHT_FOLDERS.items():
+        if part is SD:
+            released_sd(tiny_out / "diffusion" / name, part.path(root))
+        else:
+            part.path(root).symlink_to(tiny_out / "diffusion" / name, target_is_directory=True)
     return root
 
 
@@ -79,9 +85,9 @@ def test_weights_are_symlinked_and_load(tiny, tmp_path):
     assert entry["source"] == "weights" and entry["weights"] == str(weights.resolve())
     assert entry["working_resolution"] == 512
     assert entry["sources"]["controlnet_depth"]["hub_repo"] == "lllyasviel/control_v11f1p_sd15_depth"
-    for folder, (name, _, _) in WEIGHT_FOLDERS.items():
+    for part, name in WEIGHT_FOLDERS.items():
         link = served / "diffusion" / name
-        assert link.is_symlink() and link.resolve() == (weights / folder).resolve()
+        assert link.is_symlink() and link.resolve() == part.path(weights).resolve()
     # nothing copied: only links under diffusion/
     assert [p for p in (served / "diffusion").rglob("*") if not p.is_symlink()] == []
 
@@ -102,9 +108,9 @@ def test_missing_weights_folder_is_named_with_its_download(tiny, tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         build_diffusion(tmp_path / "a", weights=weights, size="full", seed=0)
     message = str(err.value)
-    assert "control_v11p_sd15_canny is missing" in message
-    assert "huggingface-cli download lllyasviel/control_v11p_sd15_canny --local-dir" in message
-    assert "stable-diffusion-v1-5 is" not in message and "depth" not in message
+    assert "control_v11p_sd15_canny/ is missing" in message
+    assert f"restyle models download --dir {weights.resolve()} --only controlnet" in message
+    assert "stable-diffusion-v1-5/" not in message and "depth" not in message
     assert not (tmp_path / "a").exists()  # nothing half-built
 
 
