@@ -9,7 +9,6 @@ import torch
 # hiera-tiny in every profile: the T4 budget (restyle/profiles.py) has no room for hiera-large,
 # and masks of furniture boxes gain little from it. The build manifest records it.
 SAM2_TINY_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
-SAM2_TINY_FILE = "sam2.1_hiera_tiny.pt"
 
 
 class Segmenter:
