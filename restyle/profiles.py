@@ -39,8 +39,10 @@ PROFILES: dict[str, Profile] = {
     ),
     # Memory budget on one 16 GB T4 (fp16, one CUDA context per python instance ~0.3-0.5 GB;
     # estimates, not measured — no T4 was at hand):
-    #   diffusion_engine  SD1.5 UNet 1.7 GB + 2 ControlNets 1.4 GB + VAE/text 0.4 GB
-    #                     + activations at 512x512 with slicing ~2.5 GB             ≈ 6.5 GB
+    #   diffusion_engine  SD1.5 UNet 1.7 GB + the fast mode's LCM-fused UNet 1.7 GB
+    #                     + 2 ControlNets 1.4 GB + VAE/text 0.4 GB
+    #                     + activations at 512x512 (UNet batch 2, VAE decode untiled)
+    #                     ~2.0 GB                                                    ≈ 7.2 GB
     #   depth  DPT-Large fp16 0.7 GB + TensorRT workspace + activations of a batch
     #          of 4 at 384x384 (~0.1 GB an image), 1 instance                       ≈ 2.0 GB
     #   detection  YOLOv8n 0.01 GB + TensorRT workspace + activations of a batch
@@ -48,8 +50,9 @@ PROFILES: dict[str, Profile] = {
     #   segmentation  SAM2.1 hiera-tiny 0.08 GB + image embedding activations       ≈ 1.0 GB
     #   room_classification  CLIP ViT-B/32 0.3 GB                                    ≈ 0.7 GB
     #   CUDA contexts of 5 GPU processes                                             ≈ 2.0 GB
-    #   total ≈ 12.7 GB, leaving ~3 GB headroom; CPU-only steps (preprocess, edges,
-    #   postprocess, quality, stream orchestration) take no GPU memory.
+    #   total ≈ 13.4 GB, leaving ~2.5 GB headroom (`restyle bench gpu` measures the engine's
+    #   peak); CPU-only steps (preprocess, edges, postprocess, quality, stream orchestration)
+    #   take no GPU memory.
     "t4": Profile(
         name="t4",
         description="one 16 GB NVIDIA T4, fp16, real checkpoints (or --random-weights for speed runs)",

@@ -36,6 +36,9 @@ class Cuts:
 
 # balanced: chosen from `restyle bench diffusion --levers` (BENCHMARKS.md) within the
 # structure bound tests/test_speed_modes.py holds it to.
+# balanced's and fast's structure score (restyle.quality) may fall this far below quality's on
+# the tiny pipeline (tests/test_speed_modes.py holds them to it).
+STRUCTURE_TOLERANCE = 0.05
 CUTS = {"quality": Cuts(), "balanced": Cuts(control_end=0.6, cfg_end=0.5, cache_interval=2), "fast": Cuts()}
 
 

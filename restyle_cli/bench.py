@@ -60,14 +60,14 @@ def _show(title: str, out: dict, json_path: Path | None) -> None:
 @bench_app.command("diffusion")
 def diffusion(
     profile: str = typer.Option("tiny", help="whose built artefacts (artifacts/PROFILE/diffusion) to load, on CPU"),
-    quick: bool = typer.Option(False, "--quick", help="192x192, 3 repeats (under 3 minutes here)"),
+    quick: bool = typer.Option(False, "--quick", help="128x128, 3 repeats (under 3 minutes here)"),
     repeats: int = typer.Option(None, help="timed runs per contender (default 5, --quick 3)"),
-    size: int = typer.Option(None, help="image side in pixels (default the profile's working size, --quick 192)"),
+    size: int = typer.Option(None, help="image side in pixels (default the profile's working size, --quick 128)"),
     threads: int = typer.Option(1, help="torch CPU threads; 1 keeps medians steady on a shared machine"),
     json_path: Path = typer.Option(None, "--json", help="write the figures as one flat JSON object"),
     plot: Path = typer.Option(None, help="write a PNG of the median time per speed mode"),
-    levers: Path = typer.Option(None, help="instead: time, evals and structure score of each balanced lever "
-                                           "alone, written here as JSON"),
+    levers: Path = typer.Option(None, help="instead: CPU time, evals and structure score of each balanced "
+                                           "lever alone, written here as JSON"),
 ) -> None:
     """The engine in each speed mode vs bare diffusers (StableDiffusionControlNetPipeline, both
     ControlNets, 20 steps, its defaults), same weights and size, one run; medians."""
@@ -86,13 +86,14 @@ def diffusion(
     if not (model_dir / "lcm_lora").is_dir():
         fail(f"{model_dir} is missing or predates the speed modes: run `restyle models build --profile {prof.name}`")
     torch.set_num_threads(threads)
-    size = size or (192 if quick else prof.working_long_side)
+    size = size or (128 if quick else prof.working_long_side)
     repeats = repeats or (3 if quick else 5)
     progress = lambda text: typer.echo(f"  {text}", err=True)  # noqa: E731
     if levers:
         rows = bench_diffusion.run_levers(model_dir, size=size, repeats=repeats, progress=progress)
         for row in rows:
-            typer.echo(f"{row['lever']:>18}  {row['ms']:9.1f} ms  {row['evals']:4d} evals  structure {row['structure']}")
+            typer.echo(f"{row['lever']:>18}  {row['cpu_ms']:9.1f} CPU ms  {row['evals']:4d} evals  "
+                       f"structure {row['structure']}")
         levers.write_text(json.dumps(rows, indent=2) + "\n")
         return
     out = bench_diffusion.run_diffusion(model_dir, size=size, repeats=repeats, progress=progress)

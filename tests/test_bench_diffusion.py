@@ -1,0 +1,56 @@
+"""`restyle bench diffusion` / `restyle bench gpu` run and write every key (never a timing checked)."""
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from restyle.bench_diffusion import GPU_KEYS, KEYS, LEVERS
+from restyle_cli.bench import bench_app
+
+
+@pytest.fixture(scope="module")
+def runner(tiny_artifacts):
+    return CliRunner()
+
+
+def test_bench_diffusion_writes_every_key(runner, tmp_path):
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    result = runner.invoke(bench_app, ["diffusion", "--size", "64", "--repeats", "1", "--json", str(out),
+                                       "--plot", str(png)])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(out.read_text())
+    assert tuple(figures) == KEYS
+    assert all(figures[k] > 0 for k in KEYS)
+    assert (figures["evals_quality"], figures["evals_fast"]) == (120, 12)  # 20 steps x 2 x 3 models; 4 x 1 x 3
+    assert figures["evals_fast"] < figures["evals_balanced"] < figures["evals_quality"]
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_bench_diffusion_levers(runner, tmp_path):
+    out = tmp_path / "levers.json"
+    result = runner.invoke(bench_app, ["diffusion", "--size", "64", "--repeats", "1", "--levers", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())
+    assert [r["lever"] for r in rows] == list(LEVERS)
+    evals = {r["lever"]: r["evals"] for r in rows}
+    assert all(evals[name] < evals["none (quality)"] for name in LEVERS if name != "none (quality)")
+    assert all(0 <= r["structure"] <= 1 for r in rows)
+
+
+def test_bench_gpu_refuses_clearly_without_cuda(runner, tmp_path):
+    result = runner.invoke(bench_app, ["gpu", "--json", str(tmp_path / "gpu.json")])
+    assert result.exit_code == 2
+    assert "needs a CUDA GPU" in result.output
+    assert not (tmp_path / "gpu.json").exists()
+    assert "peak_mem_mb" in GPU_KEYS and "gpu_name" in GPU_KEYS
+
+
+def test_gpu_bench_imports_no_serving_stack():
+    """The GPU hosts have no tritonserver, ultralytics or sam2: the command must not import them."""
+    code = ("import sys; from restyle_cli.main import app; import restyle.bench_diffusion, restyle.diffusion, "
+            "export.diffusion; heavy = {'tritonclient', 'ultralytics', 'sam2', 'pytriton', 'onnxruntime'}; "
+            "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "[]"

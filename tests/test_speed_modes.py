@@ -1,0 +1,136 @@
+"""Speed modes of the engine on the tiny build: what each runs (denoiser evaluations), that the
+cuts are exact where they should be, the LCM-LoRA fusing, and the structure bound."""
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from restyle.contract import parse_request
+from restyle.diffusion import Restyler
+from restyle.quality import assess
+from restyle.samples import synthetic_room
+from restyle.speed import CUTS, STRUCTURE_TOLERANCE, Cuts
+
+H, W = 128, 192
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_artifacts):
+    return tiny_artifacts / "diffusion"
+
+
+@pytest.fixture(scope="module")
+def restyler(model_dir) -> Restyler:
+    return Restyler.load(model_dir, "cpu", torch.float32)
+
+
+@pytest.fixture(scope="module")
+def room():
+    from restyle.edges import canny
+
+    image = synthetic_room(W, H)
+    depth = np.tile(np.linspace(0, 255, H, dtype=np.float32)[:, None], (1, W)).astype(np.uint8)
+    return image, depth, canny(image)
+
+
+def run(restyler, room, cuts=None, **kw):
+    image, depth, edges = room
+    evals = Counter()
+    params = parse_request(style="modern", room_type="living room", seed=5, **kw)
+    return restyler.generate(image, depth, edges, None, params, evals=evals, cuts=cuts), evals
+
+
+def test_each_mode_counts_what_it_runs(restyler, room):
+    quality, q = run(restyler, room, steps=4)
+    assert q == {"unet": 8, "controlnet_depth": 8, "controlnet_canny": 8}  # 4 steps x [uncond, cond]
+    fast, f = run(restyler, room, speed="fast")
+    assert f == {"unet": 4, "controlnet_depth": 4, "controlnet_canny": 4}  # 4 LCM steps, no CFG batch
+    # balanced, 10 steps: CFG until step 5 (batch 2, then 1); ControlNets for steps 0-5; full UNet on
+    # even steps and where the batch changed (5), the outer blocks only on the others.
+    assert CUTS["balanced"] == Cuts(control_end=0.6, cfg_end=0.5, cache_interval=2)
+    balanced, b = run(restyler, room, speed="balanced", steps=10)
+    assert b == {"unet": 2 * 3 + 3, "unet_shallow": 2 * 2 + 2, "controlnet_depth": 2 * 3 + 1,
+                 "controlnet_canny": 2 * 3 + 1}
+    for out in (quality, fast, balanced):
+        assert out.shape == (H, W, 3) and out.dtype == np.uint8
+    assert not np.array_equal(quality, fast) and not np.array_equal(quality, balanced)
+
+
+def test_levers_one_by_one(restyler, room):
+    _, cfg = run(restyler, room, Cuts(cfg_end=0.5), steps=4)
+    assert cfg == {"unet": 2 + 2 + 1 + 1, "controlnet_depth": 6, "controlnet_canny": 6}
+    _, control = run(restyler, room, Cuts(control_end=0.5), steps=4)
+    assert control == {"unet": 8, "controlnet_depth": 4, "controlnet_canny": 4}
+    _, cache = run(restyler, room, Cuts(cache_interval=2), steps=4)
+    assert cache == {"unet": 4, "unet_shallow": 4, "controlnet_depth": 4, "controlnet_canny": 4}
+    _, zero = run(restyler, room, steps=2, canny_scale=0.0)  # a net at scale 0 is skipped, not run
+    assert zero == {"unet": 4, "controlnet_depth": 4}
+
+
+def test_dropping_cfg_is_exactly_no_cfg(restyler, room):
+    """Halving the batch hands back cond twice: uncond + g * (cond - uncond) = cond, the same
+    noise prediction as guidance 1 (no unconditional half at all)."""
+    halved, evals = run(restyler, room, Cuts(cfg_end=0.0), steps=3, guidance=7.5)
+    plain, _ = run(restyler, room, steps=3, guidance=1.0)
+    assert evals["unet"] == 3
+    assert np.abs(halved.astype(int) - plain.astype(int)).max() <= 1
+
+
+def test_cuts_end_with_their_request(restyler, room):
+    before, _ = run(restyler, room, steps=3)
+    run(restyler, room, speed="balanced", steps=3)
+    run(restyler, room, speed="fast", steps=3)
+    after, evals = run(restyler, room, steps=3)
+    assert np.array_equal(before, after) and evals["unet"] == 6
+
+
+def test_fast_unet_is_the_lora_fused_and_quality_unet_untouched(restyler, model_dir):
+    """Fused (served) == the same LoRA applied unfused through PEFT, within 1e-4 on the UNet's output
+    (fp32; fusing only reorders sums); the quality UNet is the plain base weights."""
+    from diffusers import StableDiffusionPipeline
+
+    reference = StableDiffusionPipeline.from_pretrained(model_dir / "sd", safety_checker=None,
+                                                        requires_safety_checker=False)
+    torch.manual_seed(0)
+    sample, t = torch.randn(1, 4, 16, 24), torch.tensor(500)
+    text = torch.randn(1, 77, reference.unet.config.cross_attention_dim)
+    with torch.inference_mode():
+        base = reference.unet(sample, t, text).sample
+        reference.load_lora_weights(model_dir / "lcm_lora", adapter_name="lcm")
+        unfused = reference.unet(sample, t, text).sample
+        fused = restyler.pipes["lcm"][0].unet(sample, t, text).sample
+        quality = restyler.pipes["uni_pc"][0].unet(sample, t, text).sample
+    assert (unfused - base).abs().max() > 1e-3  # the random LoRA does something
+    assert torch.allclose(fused, unfused, atol=1e-4), (fused - unfused).abs().max()
+    assert torch.allclose(quality, base, atol=1e-5)
+
+
+def test_structure_of_faster_modes_stays_near_quality(restyler):
+    """restyle.quality's structure score of balanced and fast (their default steps) within
+    STRUCTURE_TOLERANCE of quality's, on the tiny pipeline and a synthetic room."""
+    from restyle.edges import canny
+
+    image = synthetic_room(192, 192)
+    depth = np.tile(np.linspace(0, 255, 192, dtype=np.float32)[:, None], (1, 192)).astype(np.uint8)
+    edges = canny(image)
+    scores = {}
+    for speed in ("quality", "balanced", "fast"):
+        params = parse_request(style="modern", room_type="living room", seed=1, speed=speed)
+        out = restyler.generate(image, depth, edges, None, params)
+        scores[speed] = assess(image, out, edges, depth[None] / 255.0).score
+    assert scores["balanced"] >= scores["quality"] - STRUCTURE_TOLERANCE, scores
+    assert scores["fast"] >= scores["quality"] - STRUCTURE_TOLERANCE, scores
+
+
+def test_compiled_denoisers_match_eager(model_dir, restyler, room):
+    """The t4 profile's compile path (torch.compile of every UNet's and ControlNet's forward, the
+    hooks staying eager around it), here with the aot_eager backend: dynamo's tracing, guards and
+    graph breaks are the real ones, inductor's code generation would take minutes on this CPU.
+    Tolerance: 1/255 per pixel."""
+    compiled = Restyler.load(model_dir, "cpu", torch.float32, compile_backend="aot_eager")
+    for speed, steps in (("quality", 2), ("balanced", 4), ("fast", 2)):
+        eager, e = run(restyler, room, speed=speed, steps=steps)
+        got, g = run(compiled, room, speed=speed, steps=steps)
+        assert e == g
+        assert np.abs(eager.astype(int) - got.astype(int)).max() <= 1, speed
