@@ -111,8 +111,8 @@ def test_structure_of_faster_modes_stays_near_quality(restyler):
     STRUCTURE_TOLERANCE of quality's, on the tiny pipeline and a synthetic room."""
     from restyle.edges import canny
 
-    image = synthetic_room(192, 192)
-    depth = np.tile(np.linspace(0, 255, 192, dtype=np.float32)[:, None], (1, 192)).astype(np.uint8)
+    image = synthetic_room(128, 128)
+    depth = np.tile(np.linspace(0, 255, 128, dtype=np.float32)[:, None], (1, 128)).astype(np.uint8)
     edges = canny(image)
     scores = {}
     for speed in ("quality", "balanced", "fast"):
