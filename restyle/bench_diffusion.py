@@ -161,40 +161,35 @@ def run_levers(model_dir: Path, *, size: int, repeats: int, progress=lambda _: N
              "structure": round(structure(engine, scene, "quality", cuts), 4)} for name, cuts in LEVERS.items()]
 
 
-def run_gpu(model_dir: Path | None, *, size: int, repeats: int, compile_backend: str | None,
+def check_gpu() -> None:
+    if not torch.cuda.is_available():
+        raise RuntimeError("restyle bench gpu needs a CUDA GPU, and torch sees none here")
+
+
+def run_gpu(model_dir: Path, *, size: int, repeats: int, compile_backend: str | None,
             progress=lambda _: None) -> dict:
     """t4 architectures with random full-size fp16 weights on whatever CUDA GPU is here: the
     figures of GPU_KEYS. Baseline and engine are measured one after the other, each with the
     GPU to itself, so each peak memory is its own."""
-    import tempfile
-
     from restyle.diffusion import Restyler
 
-    if not torch.cuda.is_available():
-        raise RuntimeError("restyle bench gpu needs a CUDA GPU, and torch sees none here")
+    check_gpu()
     dtype, scene = torch.float16, Scene.make(size)
-    with tempfile.TemporaryDirectory(prefix="restyle-gpu-bench-") as tmp:
-        if model_dir is None:
-            from export.diffusion import build_diffusion
+    sync = torch.cuda.synchronize
+    peaks = {}
 
-            progress("building random full-size weights (t4 architectures)")
-            build_diffusion(Path(tmp), weights=None, size="full", seed=0)
-            model_dir = Path(tmp) / "diffusion"
-        sync = torch.cuda.synchronize
-        peaks = {}
+    def measured(name: str, calls: dict) -> dict[str, float]:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        ms = medians(calls, repeats, sync, progress)
+        peaks[name] = torch.cuda.max_memory_allocated() / 2**20
+        return ms
 
-        def measured(name: str, calls: dict) -> dict[str, float]:
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-            ms = medians(calls, repeats, sync, progress)
-            peaks[name] = torch.cuda.max_memory_allocated() / 2**20
-            return ms
-
-        baseline = load_baseline(model_dir, "cuda", dtype)
-        ms = measured("baseline", {"baseline": baseline_call(baseline, scene)})
-        del baseline
-        engine = Restyler.load(model_dir, "cuda", dtype, compile_backend=compile_backend)
-        ms.update(measured("engine", {speed: engine_call(engine, scene, speed) for speed in SPEEDS}))
+    baseline = load_baseline(model_dir, "cuda", dtype)
+    ms = measured("baseline", {"baseline": baseline_call(baseline, scene)})
+    del baseline
+    engine = Restyler.load(model_dir, "cuda", dtype, compile_backend=compile_backend)
+    ms.update(measured("engine", {speed: engine_call(engine, scene, speed) for speed in SPEEDS}))
     progress(f"peak memory: baseline {peaks['baseline']:.0f} MiB, engine {peaks['engine']:.0f} MiB")
     result = {"gpu_name": torch.cuda.get_device_name(), "peak_mem_mb": round(peaks["engine"])}
     result.update({f"{name}_ms": round(value, 1) for name, value in ms.items()})

@@ -1,6 +1,7 @@
 """`restyle bench ...`: one benchmark command per layer. Each prints its figures and ratios,
 measured side by side in one run, and with --json writes them as one flat JSON object."""
 import json
+import tempfile
 from pathlib import Path
 
 import typer
@@ -122,8 +123,16 @@ def gpu(
     backend = {"t4": get_profile("t4").compile_backend, "none": None}.get(compile_backend, compile_backend)
     progress = lambda text: typer.echo(f"  {text}", err=True)  # noqa: E731
     try:
-        out = bench_diffusion.run_gpu(model_dir, size=size, repeats=repeats or (3 if quick else 10),
-                                      compile_backend=backend, progress=progress)
+        bench_diffusion.check_gpu()  # before minutes of building weights
+        with tempfile.TemporaryDirectory(prefix="restyle-gpu-bench-") as tmp:
+            if model_dir is None:
+                from export.diffusion import build_diffusion
+
+                progress("building random full-size weights (t4 architectures)")
+                build_diffusion(Path(tmp), weights=None, size="full", seed=0)
+                model_dir = Path(tmp) / "diffusion"
+            out = bench_diffusion.run_gpu(model_dir, size=size, repeats=repeats or (3 if quick else 10),
+                                          compile_backend=backend, progress=progress)
     except RuntimeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
