@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from typer.testing import CliRunner
 
 from restyle import perf
@@ -31,10 +32,11 @@ def test_perf_analyzer_passes_flags_through(triton_server, tmp_path):
     version = subprocess.run([RESTYLE, "perf-analyzer", "--version"], check=False, capture_output=True, text=True, timeout=60)
     assert version.returncode == 0 and "Perf Analyzer Version 2.51" in version.stdout + version.stderr
 
-    # a tiny run against one stage, random data of a given shape, report written where asked
-    csv = tmp_path / "edges.csv"
+    # a tiny run against one stage (its optional thresholds left out), report written where asked
+    csv, data = tmp_path / "edges.csv", tmp_path / "edges.json"
+    data.write_text(json.dumps({"data": [{"IMAGE": perf.tensor_json(np.zeros((64, 64, 3), np.uint8))}]}))
     run = subprocess.run([RESTYLE, "perf-analyzer", "-m", "edges", "-u", triton_server.grpc_url, "-i", "grpc",
-                          "--shape", "IMAGE:64,64,3", "--measurement-mode", "count_windows",
+                          "--input-data", str(data), "--measurement-mode", "count_windows",
                           "--measurement-request-count", "2", "-f", str(csv)],
                          check=False, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
