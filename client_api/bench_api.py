@@ -189,21 +189,24 @@ async def bench_status(api: ApiProcess, job_ids: list[str], requests: int, out: 
 
 
 async def _subscriber(client: aiohttp.ClientSession, job_id: str, lags: list[float], first: asyncio.Queue) -> str:
-    """Follow one SSE stream to its end: 'terminal', 'unavailable' (the stream said why) or 'broken'."""
-    event = "message"
+    """Follow one SSE stream to its end: 'terminal', 'unavailable' (the stream said why) or 'broken'.
+    Reads whatever arrived at once and splits it into events: 500 of these share this process."""
     greeted = False
+    buffer = b""
     try:
         async with client.get(f"/v1/jobs/{job_id}/events") as r:
             if r.status != 200:
                 first.put_nowait(False)
                 return "broken"
-            async for raw in r.content:
-                line = raw.decode().rstrip("\r\n")
-                if line.startswith("event:"):
-                    event = line[6:].strip()
-                elif line.startswith("data:"):
-                    received = time.time()
-                    message = json.loads(line[5:]).get("message") or ""
+            async for chunk in r.content.iter_any():
+                received = time.time()
+                *frames, buffer = (buffer + chunk).split(b"\n\n")
+                for frame in frames:
+                    fields = dict(line.split(b":", 1) for line in frame.split(b"\n") if b":" in line[:6])
+                    if b"data" not in fields:
+                        continue  # the retry hint, a keepalive comment
+                    event = fields.get(b"event", b"message").strip().decode()
+                    message = json.loads(fields[b"data"]).get("message") or ""
                     if message.startswith(MARK):
                         lags.append((received - float(message[len(MARK):])) * 1000)
                     if not greeted:
@@ -266,7 +269,7 @@ async def bench_events(api: ApiProcess, redis_url: str, body: bytes, content_typ
           f"load generator {out['events_loadgen_cpu_ms_per_event']}", flush=True)
 
 
-def run(*, quick: bool = False, api_workers: int = 2, requests: int | None = None) -> dict:
+def run(*, quick: bool = False, api_workers: int = 1, requests: int | None = None) -> dict:
     from .local_stack import RedisProcess
 
     requests = requests or (300 if quick else 1500)
@@ -316,3 +319,27 @@ def report(out: dict) -> None:
         value = out[key]
         ok = value <= target if op == "<=" else value >= target
         print(f"{key:<24} {value:>8}     {op} {target}  {'ok' if ok else 'MISSED'}")
+
+
+def plot(runs: dict[str, dict], path: Path, title: str) -> None:
+    """Submit latency (p50, p99) and throughput against concurrency, one line per labelled run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (lat, thr) = plt.subplots(1, 2, figsize=(10, 4))
+    for label, out in runs.items():
+        for q, style in (("p50", "-o"), ("p99", "--x")):
+            lat.plot(CONCURRENCIES, [out[f"submit_{q}_ms_c{c}"] for c in CONCURRENCIES], style, label=f"{label} {q}")
+        thr.plot(CONCURRENCIES, [out[f"submits_per_s_c{c}"] for c in CONCURRENCIES], "-o", label=label)
+    lat.set(xscale="log", yscale="log", xlabel="requests in flight", ylabel="submit latency (ms)")
+    thr.set(xscale="log", xlabel="requests in flight", ylabel="submits per second")
+    for ax in (lat, thr):
+        ax.set_xticks(CONCURRENCIES, [str(c) for c in CONCURRENCIES])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

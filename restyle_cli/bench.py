@@ -13,8 +13,10 @@ bench_app = typer.Typer(help="Benchmarks, one per layer (commands, not tests): f
 @bench_app.command("api")
 def api(quick: bool = typer.Option(False, "--quick", help="fewer requests (under a minute here)"),
         json_path: Path = typer.Option(None, "--json", help="write the figures here as one flat JSON object"),
-        api_workers: int = typer.Option(2, help="`restyle api --workers`: API processes"),
-        requests: int = typer.Option(None, help="submits per concurrency level (default 300 quick, 1500)")) -> None:
+        api_workers: int = typer.Option(1, help="`restyle api --workers`: API processes (its default: 1)"),
+        requests: int = typer.Option(None, help="submits per concurrency level (default 300 quick, 1500)"),
+        plot: Path = typer.Option(None, help="write a PNG of submit latency and throughput against concurrency"),
+        compare: Path = typer.Option(None, help="a JSON of an earlier run, drawn beside this one in --plot")) -> None:
     """The job API on a real redis-server and local storage: submits at concurrency 1/8/32/64,
     status GETs, and 500 SSE subscribers of one job (lag from publish to receipt)."""
     from client_api import bench_api
@@ -23,6 +25,10 @@ def api(quick: bool = typer.Option(False, "--quick", help="fewer requests (under
     bench_api.report(out)
     if json_path:
         json_path.write_text(json.dumps(out, indent=2) + "\n")
+    if plot:
+        runs = {"earlier": json.loads(compare.read_text())} if compare else {}
+        bench_api.plot({**runs, "this run": out}, plot, f"restyle bench api, {out['api_workers']} API process(es), "
+                       f"{out['cpus']} shared CPUs, load {out['load_avg_1m']}")
 
 
 @bench_app.command("triton")
