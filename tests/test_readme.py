@@ -14,7 +14,7 @@ from restyle.styles import STYLES
 from restyle_cli.main import app
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-CODE = "\n".join(re.findall(r"```(?:bash)?\n(.*?)```", README, re.S))
+CODE = "\n".join(re.findall(r"```(?:bash)?\n(.*?)```", README, re.S)).replace("\\\n", " ")
 COMMANDS = [line.split("  #")[0].strip() for line in CODE.splitlines() if line.strip().startswith("restyle ")]
 
 
@@ -24,8 +24,17 @@ def test_readme_shows_commands():
 
 @pytest.mark.parametrize("line", COMMANDS)
 def test_every_readme_command_parses(line):
+    args = shlex.split(line)[1:]
+    command = typer.main.get_command(app)
+    for word in args:
+        if not hasattr(command, "commands") or word not in command.commands:
+            break
+        command = command.commands[word]
+    if (command.context_settings or {}).get("ignore_unknown_options"):  # a pass-through (perf-analyzer): its flags are another program's
+        assert not hasattr(command, "commands"), line
+        return
     # --help is eager: options are still checked against the parser, nothing is run
-    result = CliRunner().invoke(app, [*shlex.split(line)[1:], "--help"])
+    result = CliRunner().invoke(app, [*args, "--help"])
     assert result.exit_code == 0, f"{line!r}: {result.output}"
 
 
