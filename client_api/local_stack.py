@@ -126,7 +126,8 @@ def run_stack(profile: str, host: str, port: int) -> None:
             log.info("starting tritonserver (%s profile); loading models...", profile)
             try:
                 triton = server.start(profile=profile, http_port=free_port(), grpc_port=free_port(),
-                                      metrics_port=free_port(), on_wait=_log_loading())
+                                      metrics_port=free_port(),
+                                      on_wait=server.loading_reporter(lambda text: log.info("tritonserver: %s", text)))
             except server.TritonStartError as exc:
                 raise StackError(str(exc)) from None
             overrides["triton_grpc_url"] = triton.grpc_url
@@ -151,23 +152,6 @@ def run_stack(profile: str, host: str, port: int) -> None:
             triton.stop()
         if redis_proc is not None:
             redis_proc.stop()
-
-
-def _log_loading():
-    """A line every 10 s while models load: a minute of silence reads as a hang."""
-    last = [time.monotonic()]
-
-    def on_wait(srv) -> None:
-        from restyle import server
-
-        if time.monotonic() - last[0] >= 10:
-            last[0] = time.monotonic()
-            try:
-                states = server.model_states(srv)
-                log.info("tritonserver: %d of %d models ready", sum(s == "READY" for s in states.values()), len(states))
-            except OSError:
-                log.info("tritonserver: starting...")
-    return on_wait
 
 
 async def _serve(settings, app, host: str, port: int) -> None:

@@ -51,35 +51,21 @@ def triton_start(profile: str = ProfileOpt,
         with console.status(f"starting tritonserver ({prof.name}); loading models...") as status:
             srv = server.start(prof.name, http_port or settings.triton_http_port, grpc_port or settings.triton_grpc_port,
                                metrics_port or settings.triton_metrics_port,
-                               on_wait=_progress_reporter(status, f"starting tritonserver ({prof.name})"))
+                               on_wait=_loading(status, f"starting tritonserver ({prof.name})"))
     except (ValueError, FileNotFoundError, server.TritonStartError) as exc:
         fail(str(exc))
     console.print(f"tritonserver ready (pid {srv.pid}): HTTP {srv.http_url}, gRPC {srv.grpc_url}, "
                   f"metrics {srv.metrics_url}; log {srv.log}")
 
 
-def _progress_reporter(status, what: str):
-    """Model loading progress: on the status line in a terminal, a line every 10 s otherwise
-    (`make demo` and CI logs would be silent for a minute)."""
-    last = [time.monotonic()]
-
-    def on_wait(srv):
-        text = f"{what}: {_ready_count(srv)} models ready"
-        status.update(text)
-        if not console.is_terminal and time.monotonic() - last[0] >= 10:
-            last[0] = time.monotonic()
-            console.print(text)
-    return on_wait
-
-
-def _ready_count(srv) -> str:
+def _loading(status, what: str):
+    """Model loading progress on the status line in a terminal, a line every 10 s otherwise
+    (`make demo` and CI logs have no terminal)."""
     from restyle import server
 
-    try:
-        states = server.model_states(srv)
-    except OSError:
-        return "0"
-    return f"{sum(s == 'READY' for s in states.values())}/{len(states)}"
+    terminal = console.is_terminal
+    return server.loading_reporter(lambda text: (status.update if terminal else console.print)(f"{what}: {text}"),
+                                   every_s=0 if terminal else 10)
 
 
 @triton_app.command("stop")

@@ -155,7 +155,8 @@ def cleanup_leftovers(repository: Path) -> list[str]:
                 done.append(f"ended a leftover python-backend stub (pid {pid}, {Path(argv[1]).parent.parent.name})")
             except OSError:
                 pass
-    time.sleep(0.2 if done else 0)
+    if done:
+        time.sleep(0.2)  # let the kernel release what the killed stubs mapped
     mapped = set()
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -240,3 +241,25 @@ def model_states(server: TritonServer) -> dict[str, str]:
     req = urllib.request.Request(f"http://{server.http_url}/v2/repository/index", data=b"{}", method="POST")
     with urllib.request.urlopen(req, timeout=5) as r:
         return {m["name"]: m.get("state", "UNKNOWN") for m in json.loads(r.read())}
+
+
+def ready_summary(server: TritonServer) -> str:
+    """"7/13 models ready", or "starting" while the server does not answer yet."""
+    try:
+        states = model_states(server)
+    except OSError:
+        return "starting"
+    return f"{sum(s == 'READY' for s in states.values())}/{len(states)} models ready"
+
+
+def loading_reporter(emit, every_s: float = 10.0):
+    """An on_wait for start(): emit(ready_summary) at most every every_s seconds (a minute of
+    silence while models load reads as a hang)."""
+    last = time.monotonic() - every_s
+
+    def on_wait(server: TritonServer) -> None:
+        nonlocal last
+        if time.monotonic() - last >= every_s:
+            last = time.monotonic()
+            emit(ready_summary(server))
+    return on_wait
