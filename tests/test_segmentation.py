@@ -1,4 +1,3 @@
-import time
 
 import numpy as np
 import pytest
@@ -36,14 +35,11 @@ def test_checkpoint_format(built):
 
 def test_segment_boxes(segmenter, image):
     boxes = np.array([[20, 30, 60, 80], [70, 10, 120, 90]], np.float32)
-    start = time.perf_counter()
     masks, furniture_mask = segmenter.segment(image, boxes, np.array([True, False]))
-    elapsed = time.perf_counter() - start
     assert masks.shape == (2, 96, 128) and masks.dtype == bool
     assert furniture_mask.shape == (96, 128) and furniture_mask.dtype == np.uint8
     assert set(np.unique(furniture_mask)) <= {0, 255}
     np.testing.assert_array_equal(furniture_mask > 0, masks[0])  # only the first box is furniture
-    assert elapsed < 30  # ~2.5 s on 2 CPU cores: the image encoder always runs at 1024x1024
 
 
 def test_single_box_and_no_furniture(segmenter, image):
