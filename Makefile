@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	[ -x $(PY) ] || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1" "numpy<2"
-	$(PY) -m pip install -q -e ".[test,bench]"
+	$(PY) -m pip install -q -e ".[models,test,bench]"
 	touch $@
 
 artifacts/tiny/manifest.json: $(VENV)/.installed $(wildcard export/*.py) restyle/profiles.py
