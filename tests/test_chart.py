@@ -117,7 +117,7 @@ def test_bad_values_fail_the_render():
 
 
 def test_builtin_objects_validate_strictly(rendered):
-    name, docs = rendered
+    _name, docs = rendered
     for doc in docs:
         if doc["apiVersion"].endswith(("keda.sh/v1alpha1", "monitoring.coreos.com/v1")):
             continue
@@ -222,7 +222,7 @@ TRITON_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"
 
 
 def test_every_env_var_is_a_settings_field(rendered):
-    name, docs = rendered
+    _name, docs = rendered
     service_fields = {f"RESTYLE_{f.upper()}" for f in Settings.model_fields}
     model_fields = {f"RESTYLE_{f.upper()}" for f in ModelSettings.model_fields}
     config = by_kind(docs, "ConfigMap")[f"{FULL}-service"]
@@ -249,7 +249,7 @@ def test_settings_outside_restyle_are_refused():
 
 
 def test_secrets_never_in_configmaps(rendered):
-    name, docs = rendered
+    _name, docs = rendered
     secret_fields = {f"RESTYLE_{f.upper()}" for f, info in Settings.model_fields.items()
                      if "SecretStr" in str(info.annotation)} | {"RESTYLE_REDIS_URL", "RESTYLE_API_KEYS"}
     for cm in by_kind(docs, "ConfigMap").values():
@@ -264,7 +264,7 @@ def test_secrets_never_in_configmaps(rendered):
 
 
 def test_every_container_has_requests_and_limits_and_runs_unprivileged(rendered):
-    name, docs = rendered
+    _name, docs = rendered
     writable = {"triton", "build"}  # torch/diffusers caches under $HOME; see the templates
     for workload, spec in pod_specs(docs).items():
         assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] > 0
@@ -317,7 +317,7 @@ def test_triton_pod(rendered):
 
 
 def test_worker_pod(rendered):
-    name, docs = rendered
+    _name, docs = rendered
     spec = by_kind(docs, "Deployment")[f"{FULL}-worker"]["spec"]["template"]["spec"]
     # SIGTERM lets the current job finish: the grace period covers the longest pipeline call
     assert spec["terminationGracePeriodSeconds"] > Settings(_env_file=None).triton_timeout_s
