@@ -41,3 +41,21 @@ def perf_analyzer(ctx: typer.Context) -> None:
     except perf.PerfAnalyzerMissing as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
+
+
+# Top-level modules of the `models` extra: the base install (the job service's image) lacks them on purpose.
+MODEL_STACK = {"torch", "torchvision", "diffusers", "transformers", "ultralytics", "sam2", "onnx", "onnxruntime",
+               "onnxslim", "pytriton", "jinja2", "huggingface_hub", "accelerate", "peft", "safetensors", "tqdm"}
+
+
+def main() -> None:
+    """The `restyle` console script: the app, with one line instead of a traceback when a model command
+    runs in the service-only install."""
+    try:
+        app()
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in MODEL_STACK or os.environ.get("RESTYLE_DEBUG"):
+            raise
+        typer.echo(f"this command needs the model stack ({exc.name} is missing; this install is the job service "
+                   "only): pip install 'room-restyle[models]'", err=True)
+        raise SystemExit(2) from None
