@@ -73,9 +73,12 @@ class Settings(BaseSettings):
     # --- Triton / worker ---
     triton_grpc_url: str = "localhost:8001"
     triton_timeout_s: float = 600
-    triton_max_attempts: int = Field(4, ge=1)  # tries per delivery when Triton is down
-    triton_backoff_s: float = 1.0
-    triton_backoff_max_s: float = 30.0
+    # --- outages (Triton, storage, Redis unreachable): jobs wait, workers take no new work ---
+    outage_deadline_s: float = Field(900, gt=0)  # longest a job waits for a dependency before it fails
+    outage_backoff_s: float = Field(1.0, gt=0)  # readiness probes back off from this...
+    outage_backoff_max_s: float = Field(15.0, gt=0)  # ...to this
+    # a job in flight this many times when Triton went down is taken for the cause ("poison") and fails
+    max_model_server_losses: int = Field(3, ge=1)
     worker_pipeline: str = "triton"  # or "module:callable" with TritonRestyleClient.restyle's signature
     worker_concurrency: int = Field(1, ge=1)
     visibility_timeout_s: float = Field(120, gt=0)  # an entry idle this long is taken by another worker

@@ -24,6 +24,7 @@ class _JobCollector:
     def __init__(self):
         self.stats: dict[str, float] = {}
         self.depth: dict[str, int] = {}
+        self.outage_s = 0.0
 
     def collect(self):
         jobs = CounterMetricFamily("restyle_jobs", "jobs by outcome", labels=["status"])
@@ -43,6 +44,8 @@ class _JobCollector:
         for state in ("waiting", "pending"):
             depth.add_metric([state], self.depth.get(state, 0))
         yield depth
+        yield GaugeMetricFamily("restyle_outage_seconds", "how long the current outage of Triton or storage that "
+                                "workers report has lasted (0: none)", value=self.outage_s)
 
 
 def _named(stats: dict[str, float], kind: str) -> dict[str, float]:
@@ -64,8 +67,16 @@ WORKER_STAGE_SECONDS = Histogram(
     "restyle_worker_job_stage_seconds", "pipeline time per stage of completed jobs (total: the whole job)",
     ["stage"], registry=WORKER_REGISTRY,
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600))
-WORKER_TRITON_RETRIES = Counter("restyle_worker_triton_retries", "pipeline calls retried: Triton unreachable",
-                                registry=WORKER_REGISTRY)
+# Outages (see outages.py); dependency = triton | storage | redis
+WORKER_OUTAGES = Counter("restyle_worker_outages", "outages this worker saw begin, by dependency", ["dependency"],
+                         registry=WORKER_REGISTRY)
+WORKER_DEPENDENCY_UP = Gauge("restyle_worker_dependency_up", "1 while the dependency answers, 0 during an outage",
+                             ["dependency"], registry=WORKER_REGISTRY)
+WORKER_DEPENDENCY_WAIT = Counter("restyle_worker_dependency_wait_seconds",
+                                 "time consumers spent waiting for a dependency (before taking a job or holding one)",
+                                 ["dependency"], registry=WORKER_REGISTRY)
+WORKER_JOBS_WAITING = Gauge("restyle_worker_jobs_waiting", "jobs this worker holds while waiting for a dependency",
+                            ["dependency"], registry=WORKER_REGISTRY)
 WORKER_IN_FLIGHT = Gauge("restyle_worker_jobs_in_flight", "jobs this worker is handling now",
                          registry=WORKER_REGISTRY)
 
@@ -91,6 +102,7 @@ def serve_worker_metrics(port: int):
 async def refresh(services) -> None:
     _jobs.stats = await services.store.stats()
     _jobs.depth = await services.queue.depth()
+    _jobs.outage_s = await services.queue.outage_s()
 
 
 def render() -> tuple[bytes, str]:

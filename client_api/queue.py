@@ -8,10 +8,15 @@ heartbeat (XCLAIM ... JUSTID resets the idle time without counting a delivery).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+
+from .outages import STORAGE, TRITON, outage_key
+
+OUTAGE_KEYS = [outage_key(TRITON), outage_key(STORAGE)]  # what workers report as down, and since when
 
 
 @dataclass
@@ -88,3 +93,15 @@ class JobQueue:
         g = next((g for g in groups if g["name"] == self.group), {"pending": 0, "consumers": 0})
         pending = int(g["pending"])
         return {"waiting": max(0, length - pending), "pending": pending, "consumers": int(g["consumers"])}
+
+    async def outage_s(self) -> float:
+        """How long the longest outage of Triton or storage that workers report has lasted (0: none):
+        while it lasts the queue does not move."""
+        return self.outage_from(await self.r.mget(OUTAGE_KEYS))
+
+    def outage_into(self, pipe) -> None:
+        pipe.mget(OUTAGE_KEYS)
+
+    @staticmethod
+    def outage_from(starts: list[str | None]) -> float:
+        return round(max((time.time() - float(t) for t in starts if t), default=0.0), 1)

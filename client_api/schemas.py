@@ -60,6 +60,9 @@ class JobView(BaseModel):
     progress: float = Field(ge=0, le=1)
     stage: str | None = None
     message: str | None = None
+    waiting_for: Literal["triton", "storage"] | None = Field(
+        None, description="set while the job waits out an outage of the model server or storage; "
+                          "`stage` is where it resumes")
     style: str
     created_at: datetime | None = None
     started_at: datetime | None = None
@@ -69,8 +72,10 @@ class JobView(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ready", "not_ready"]
+    status: Literal["ready", "degraded", "not_ready"] = Field(
+        description="degraded: only the model server is down; jobs are still accepted and wait in the queue")
     checks: dict[str, bool] = Field(description="redis, storage, triton: reachable or not")
+    missing: list[Literal["redis", "storage", "triton"]] = Field(description="the dependencies that are down")
 
 
 class StyleInfo(BaseModel):

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from . import webhooks
 from .config import Settings
-from .jobs_store import JobStore
+from .jobs_store import TERMINAL, JobStore
 from .queue import JobQueue
 from .schemas import JobResult, JobView, ResultMetadata, ts
 from .storage import Storage, make_storage
@@ -68,6 +68,7 @@ class Services:
         return JobView(
             job_id=job_id, status=job.get("status", "queued"), progress=float(job.get("progress") or 0),
             stage=job.get("stage") or None, message=job.get("message") or None, style=job.get("style", ""),
+            waiting_for=(job.get("waiting_for") or None) if job.get("status") not in TERMINAL else None,
             created_at=ts(job.get("created_at")), started_at=ts(job.get("started_at")),
             completed_at=ts(job.get("completed_at")), result=result, error=job.get("error") or None,
         )

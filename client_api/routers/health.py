@@ -24,17 +24,19 @@ async def _check(fn, timeout: float = 3.0) -> bool:
         return False
 
 
-@router.get("/ready", summary="Redis, storage and Triton all reachable", response_model=Readiness,
-            responses={503: {"model": Readiness, "description": "a dependency is down"}})
+@router.get("/ready", summary="Which dependencies are reachable: redis, storage, triton", response_model=Readiness,
+            responses={503: {"model": Readiness, "description": "Redis or storage is down: jobs cannot be accepted"}})
 async def ready(request: Request, services: ServicesDep):
     checks = {
         "redis": await _check(services.redis.ping),
         "storage": await _check(lambda: asyncio.to_thread(services.storage.ready)),
         "triton": await _check(lambda: asyncio.to_thread(request.app.state.triton_ready)),
     }
-    ok = all(checks.values())
-    return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks},
-                        status_code=200 if ok else 503)
+    missing = [name for name, ok in checks.items() if not ok]
+    # Without the model server jobs are still accepted (the queue is the buffer): stay in the load balancer.
+    status = "ready" if not missing else "degraded" if missing == ["triton"] else "not_ready"
+    return JSONResponse({"status": status, "checks": checks, "missing": missing},
+                        status_code=503 if status == "not_ready" else 200)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,

@@ -62,11 +62,12 @@ async def _read_limited(file: UploadFile, limit: int) -> bytes:
     return data
 
 
-def _estimate(stats: dict, depth: dict[str, int]) -> float:
-    """Seconds until a job queued now is done: the average job's time, times the jobs ahead per worker."""
+def _estimate(stats: dict, depth: dict[str, int], outage_s: float) -> float:
+    """Seconds until a job queued now is done: the average job's time, times the jobs ahead per worker;
+    during an outage plus as long again as it has lasted so far (the best guess of what is left)."""
     completed = float(stats.get("completed", 0))
     avg = float(stats.get("processing_time_total", 0)) / completed if completed else 30.0
-    return round(avg * (1 + (depth["waiting"] + depth["pending"]) / max(1, depth["consumers"])), 1)
+    return round(avg * (1 + (depth["waiting"] + depth["pending"]) / max(1, depth["consumers"])) + outage_s, 1)
 
 
 async def _claim_idempotency(services, owner: str, key: str, fingerprint: str, job_id: str) -> str | None:
@@ -128,7 +129,8 @@ async def submit(
         if existing:
             job = await services.store.get(existing) or {}
             return JobCreated(job_id=existing, status=job.get("status", "queued"),
-                              estimated_time=_estimate(await services.store.stats(), await services.queue.depth()),
+                              estimated_time=_estimate(await services.store.stats(), await services.queue.depth(),
+                                                       await services.queue.outage_s()),
                               **job_links(base, existing))
     try:
         image = raw if as_sent else await asyncio.to_thread(uploads.to_jpeg, raw, max_pixels=s.max_pixels)
@@ -145,12 +147,13 @@ async def submit(
         services.queue.enqueue_into(pipe, job_id)
         pipe.hgetall(STATS_KEY)
         services.queue.depth_into(pipe)
-        *_, stats, groups, length = await pipe.execute()
+        services.queue.outage_into(pipe)
+        *_, stats, groups, length, outages = await pipe.execute()
     except BaseException:
         await _undo_submit(services, owner, idempotency_key, job_id)
         raise
     return JobCreated(job_id=job_id, status="queued", estimated_time=_estimate(stats, services.queue.depth_from(
-        groups, length)), **job_links(base, job_id))
+        groups, length), services.queue.outage_from(outages)), **job_links(base, job_id))
 
 
 async def _undo_submit(services, owner, idempotency_key, job_id) -> None:

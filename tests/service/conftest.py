@@ -61,7 +61,7 @@ def s3_endpoint():
 def make_settings(redis_url, tmp_path):
     def make(**kw) -> Settings:
         base = dict(redis_url=redis_url, local_storage_dir=tmp_path / "storage", signing_secret="test-secret",
-                    visibility_timeout_s=2.0, triton_backoff_s=0.05, triton_backoff_max_s=0.2,
+                    visibility_timeout_s=2.0, outage_backoff_s=0.05, outage_backoff_max_s=0.2,
                     webhook_backoff_s=0.05, rate_limit_per_minute=1000, redis_timeout_s=1.0,
                     triton_grpc_url="127.0.0.1:1")
         base.update(kw)
