@@ -69,6 +69,13 @@ return 1
 """
 
 
+def _renamed(data: dict) -> dict | None:
+    for old, new in _RENAMED.items():
+        if old in data:
+            data.setdefault(new, data.pop(old))
+    return data or None
+
+
 class JobStore:
     def __init__(self, redis: Redis, job_ttl_s: int):
         self.r = redis
@@ -77,11 +84,13 @@ class JobStore:
         self._finish = redis.register_script(_FINISH)
 
     async def get(self, job_id: str) -> dict | None:
-        data = await self.r.hgetall(job_key(job_id))
-        for old, new in _RENAMED.items():
-            if old in data:
-                data.setdefault(new, data.pop(old))
-        return data or None
+        return _renamed(await self.r.hgetall(job_key(job_id)))
+
+    async def get_many(self, job_ids: list[str]) -> list[dict | None]:
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(job_key(job_id))
+        return [_renamed(data) for data in await pipe.execute()]
 
     async def status(self, job_id: str) -> str | None:
         return await self.r.hget(job_key(job_id), "status")

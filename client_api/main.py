@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from redis.exceptions import RedisError
 
@@ -13,7 +14,7 @@ from . import errors, metrics
 from .config import Settings
 from .events_hub import EventHub
 from .ratelimit import RateLimiter
-from .routers import admin, events, files, health, jobs, legacy, styles
+from .routers import admin, events, files, health, jobs, legacy, my_jobs, studio, styles
 from .services import Services
 
 log = logging.getLogger("restyle.api")
@@ -77,9 +78,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                          description="Upload a room photo and a style; follow the job; download the restyled room.",
                          lifespan=lifespan)
     errors.install(app)
-    for r in (jobs.router, events.router, legacy.router, styles.router, health.router, admin.router,
-              files.router):
+    for r in (my_jobs.router, jobs.router, events.router, legacy.router, styles.router, health.router, admin.router,
+              files.router, studio.router):
         app.include_router(r)
+    app.mount("/studio", StaticFiles(directory=studio.STUDIO_DIR), name="studio")  # the page's CSS and modules
 
     app.add_middleware(RefuseHugeBodies, max_upload_bytes=settings.max_upload_bytes)
     app.add_middleware(metrics.RequestMetrics)

@@ -51,6 +51,9 @@ class JobResult(BaseModel):
     transformed_url: str
     thumbnail_url: str
     original_url: str | None
+    depth_map_url: str | None = Field(None, description="the depth map the pipeline made (near = white)")
+    edge_map_url: str | None = Field(None, description="the edge map the pipeline made")
+    download_url: str = Field(description="the result as an attachment named <style>-<job id>.jpg")
     metadata: ResultMetadata
 
 
@@ -81,6 +84,32 @@ class Readiness(BaseModel):
 class StyleInfo(BaseModel):
     name: str
     description: str
+    palette: list[str] = Field(description="the style's colours as #rrggbb swatches")
+
+
+class JobList(BaseModel):
+    jobs: list[JobView] = Field(description="the caller's jobs, newest first")
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null at the end")
+
+
+class StepLimits(BaseModel):
+    min: int
+    max: int
+    default: dict[str, int] = Field(description="the step count each speed mode uses when none is given")
+
+
+class Limits(BaseModel):
+    api_key_required: bool
+    max_upload_bytes: int
+    max_pixels: int
+    min_side: int = Field(description="both sides of a photo must be at least this many pixels")
+    accepted_types: list[str] = Field(description="MIME types of the photos accepted")
+    steps: StepLimits
+    max_seed: int
+    max_prompt_chars: int
+    speeds: list[str]
+    modes: list[str]
+    room_types: list[str]
 
 
 class Stats(BaseModel):

@@ -63,6 +63,8 @@ class Services:
                 transformed_url=link(job["result_key"]),
                 thumbnail_url=link(job.get("thumbnail_key")),
                 original_url=link(job.get("original_key")),
+                depth_map_url=link(job.get("depth_key")), edge_map_url=link(job.get("edge_key")),
+                download_url=f"{base.rstrip('/')}/v1/jobs/{job_id}/download",
                 metadata=ResultMetadata(**json.loads(job.get("metadata") or "{}")),
             )
         return JobView(

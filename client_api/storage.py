@@ -35,6 +35,11 @@ def thumbnail_key(job_id: str) -> str:
     return f"results/{job_id}/thumbnail.jpg"
 
 
+def map_key(job_id: str, kind: str) -> str:
+    """Where the worker keeps a map the pipeline made ("depth" or "edges"), beside the result."""
+    return f"results/{job_id}/{kind}.jpg"
+
+
 def job_prefixes(job_id: str) -> list[str]:
     return [f"uploads/{job_id}/", f"results/{job_id}/"]
 

@@ -21,6 +21,7 @@ from restyle.contract import MIN_INPUT_SIDE
 from .errors import AppError
 
 MAGIC = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
+ACCEPTED_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}  # what sniff() recognises
 JPEG_END = b"\xff\xd9"  # EOI: the last two bytes of a complete JPEG
 
 
@@ -93,3 +94,11 @@ def thumbnail(jpeg: bytes, size: int = 400) -> bytes:
     out = io.BytesIO()
     thumb.save(out, "JPEG", quality=85)
     return out.getvalue()
+
+
+def map_jpeg(gray: np.ndarray) -> bytes:
+    """A pipeline map (uint8 [H, W], e.g. depth with near = 255) as a greyscale JPEG."""
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(gray, np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise ValueError(f"could not encode a map of shape {gray.shape}")
+    return buf.tobytes()

@@ -105,6 +105,22 @@ STYLES: dict[str, Style] = {s.name: s for s in [
            "industrial, raw concrete, neon, futuristic, stark minimal"),
 ]}
 
+# Each style's colours as swatches for pickers (the studio's style cards): read off the
+# descriptions above, darkest structural colour first, accents last.
+PALETTES: dict[str, tuple[str, ...]] = {
+    "modern": ("#2b2b2b", "#d9d6d0", "#f4f3ef", "#c8553d"),
+    "scandinavian": ("#e9e4da", "#ffffff", "#c9a27e", "#8a9a8b"),
+    "boho": ("#8c4a2f", "#d08c60", "#e8c39e", "#5b7f4a"),
+    "industrial": ("#3a3a3a", "#8b4a3a", "#7a6a58", "#b87333"),
+    "minimalist": ("#ffffff", "#ece8e1", "#cfc8bd", "#1f1f1f"),
+    "mid-century-modern": ("#6b3e26", "#e0a526", "#2f6f6a", "#d35f2b"),
+    "japandi": ("#efe9df", "#c2b29a", "#6e5b47", "#3c3a36"),
+    "coastal": ("#ffffff", "#a8c8dc", "#2f6690", "#e5d8bd"),
+    "farmhouse": ("#f3efe6", "#b9a58c", "#6f5a45", "#3e4a3d"),
+    "art-deco": ("#101820", "#b08d57", "#1f5f5b", "#7b1e3a"),
+    "traditional": ("#4a2c1d", "#8c1c13", "#d8c3a5", "#c9a227"),
+}
+
 
 def normalize_style(name: str) -> str:
     """'Mid Century Modern', 'mid_century_modern' -> 'mid-century-modern'."""

@@ -15,16 +15,17 @@ from fastapi.responses import RedirectResponse
 from restyle.contract import (MAX_PROMPT_CHARS, MAX_ROOM_TYPE_CHARS, MAX_SEED, MAX_STEPS, MODES, SPEEDS, InvalidRequest,
                               parse_request)
 
-from .. import jobs_store, uploads, webhooks
-from ..deps import IdempotencyKey, JobDep, OwnerDep, ServicesDep
+from .. import jobs_store, owner_jobs, uploads, webhooks
+from ..deps import IdempotencyKey, JobDep, OwnerDep, ServicesDep, owned_job
 from ..errors import AppError
 from ..jobs_store import STATS_KEY, TERMINAL, idempotency_key, now
 from ..schemas import JobCreated, JobView, error_responses
-from ..storage import job_prefixes, original_key
+from ..storage import NotFound, job_prefixes, original_key
 
 router = APIRouter(tags=["jobs"])
 
-SUBMIT_ERRORS = error_responses(400, 401, 409, 413, 415, 422, 429, 503)  # 400: a malformed multipart body
+# 400: a malformed multipart body; 404: from_job names no job of the caller's
+SUBMIT_ERRORS = error_responses(400, 401, 404, 409, 413, 415, 422, 429, 503)
 JOB_ERRORS = error_responses(401, 404, 422, 503)  # every route that looks a job up
 CANCEL_ERRORS = {**JOB_ERRORS, **error_responses(409)}
 
@@ -70,6 +71,15 @@ def _estimate(stats: dict, depth: dict[str, int], outage_s: float) -> float:
     return round(avg * (1 + (depth["waiting"] + depth["pending"]) / max(1, depth["consumers"])) + outage_s, 1)
 
 
+async def _original_of(job: dict, services) -> bytes:
+    try:
+        return await asyncio.to_thread(services.storage.get, job["original_key"])
+    except NotFound:
+        days = services.settings.upload_retention_days
+        raise AppError(409, "original_gone", f"that job's photo is no longer stored (uploads are kept {days} days); "
+                       "upload it again") from None
+
+
 async def _claim_idempotency(services, owner: str, key: str, fingerprint: str, job_id: str) -> str | None:
     """Reserve the key for job_id; if taken, the earlier job's id (same request) or 409."""
     rkey = idempotency_key(owner, key)
@@ -92,8 +102,8 @@ async def _claim_idempotency(services, owner: str, key: str, fingerprint: str, j
              summary="Submit a room photo and a style")
 async def submit(
     request: Request, response: Response, services: ServicesDep, owner: OwnerDep,
-    file: Annotated[UploadFile, File(description="room photo: JPEG, PNG or WebP")],
     style: Annotated[str, Form(max_length=64, description="a name from GET /v1/styles")],
+    file: Annotated[UploadFile | None, File(description="room photo: JPEG, PNG or WebP")] = None,
     prompt: Annotated[str | None, Form(max_length=MAX_PROMPT_CHARS, description="free text added to the style")] = None,
     room_type: Annotated[str | None, Form(max_length=MAX_ROOM_TYPE_CHARS,
                                           description="skip room classification and use this")] = None,
@@ -102,9 +112,13 @@ async def submit(
     mode: Annotated[Literal[MODES] | None, Form(description="what to change")] = None,
     speed: Annotated[Literal[SPEEDS] | None, Form(description="quality (default), balanced or fast")] = None,
     webhook_url: Annotated[str | None, Form(max_length=2048)] = None,
+    from_job: Annotated[str | None, Form(max_length=64, description="instead of a file: restyle the photo of "
+                                         "this earlier job of yours again")] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> JobCreated:
     s = services.settings
+    if (file is None) == (from_job is None):
+        raise AppError(422, "photo_required", "send either a photo as `file` or an earlier job's id as `from_job`")
     # The request's edge: everything the pipeline would refuse is refused here, before a
     # rate-limit token is spent or anything is stored.
     try:
@@ -113,13 +127,17 @@ async def submit(
     except InvalidRequest as e:
         raise AppError(422, "unknown_style" if e.field == "style" else f"invalid_{e.field}", str(e)) from None
     await _check_webhook(webhook_url, s)
+    source = await owned_job(from_job, owner, services) if from_job is not None else None
     retry_after = await request.app.state.limiter.hit(owner)  # Redis down → 503, nothing made
     if retry_after is not None:
         raise AppError(429, "rate_limited", "too many jobs submitted; slow down",
                        {"Retry-After": str(max(1, round(retry_after + 0.5)))})
 
-    raw = await _read_limited(file, s.max_upload_bytes)
-    as_sent = uploads.check(raw, max_bytes=s.max_upload_bytes, max_pixels=s.max_pixels)  # header only
+    if source is not None:  # its original was checked when it was uploaded
+        raw, as_sent = await _original_of(source, services), True
+    else:
+        raw = await _read_limited(file, s.max_upload_bytes)
+        as_sent = uploads.check(raw, max_bytes=s.max_upload_bytes, max_pixels=s.max_pixels)  # header only
     params = {**gen.to_dict(), "webhook_url": webhook_url}
     job_id = uuid.uuid4().hex
     base = base_url(request, services)
@@ -136,14 +154,17 @@ async def submit(
         image = raw if as_sent else await asyncio.to_thread(uploads.to_jpeg, raw, max_pixels=s.max_pixels)
         # A seed fixed now makes a redelivered job reproduce the same picture.
         params.setdefault("seed", secrets.randbelow(2**31))
+        # a copy even for from_job: deleting one job's data never breaks another
         await asyncio.to_thread(services.storage.put, original_key(job_id), image)
+        created = now()
         fields = {"owner": owner, "status": "queued", "progress": "0", "stage": "queued",
-                  "message": "Waiting in queue...", "created_at": now(), "style": gen.style,
+                  "message": "Waiting in queue...", "created_at": created, "style": gen.style,
                   "params": json.dumps(params), "original_key": original_key(job_id), "base_url": base,
                   "webhook_url": webhook_url or "", "deliveries": "0"}
         # Record + enqueue, both or neither; the estimate's reads ride along: one round trip.
         pipe = services.redis.pipeline(transaction=True)
         services.store.create_into(pipe, job_id, fields)
+        owner_jobs.add_into(pipe, owner, job_id, created, s.job_ttl)
         services.queue.enqueue_into(pipe, job_id)
         pipe.hgetall(STATS_KEY)
         services.queue.depth_into(pipe)
@@ -195,6 +216,7 @@ async def delete_job_data(job: JobDep, services: ServicesDep) -> Response:
     for prefix in job_prefixes(job["id"]):
         await asyncio.to_thread(services.storage.delete_prefix, prefix)
     await services.store.delete(job["id"])
+    await owner_jobs.remove(services.redis, job["owner"], job["id"])
     return Response(status_code=204)
 
 

@@ -42,7 +42,8 @@ def make(delay_s: float = 0.02, steps: int = 4, calls: list | None = None):
                              detections=[{"box": [1.0, 2.0, 30.0, 40.0], "score": 0.8, "class_name": "couch",
                                           "furniture": True}],
                              quality_score=0.75, quality_flags=[], seed=req.seed or 0,
-                             timings={s: delay_s for s in STAGES})
+                             timings={s: delay_s for s in STAGES},
+                             depth_map=out[:, :, 0].copy(), edge_map=img[:, :, 1].copy())
     return restyle
 
 

@@ -1,0 +1,35 @@
+// Following a job over its Server-Sent Events stream. EventSource reconnects by itself after a
+// drop (the server sends retry: 2000) and every (re)connection starts with the job's current state.
+import { eventsUrl } from "./api.js";
+
+const TERMINAL = ["completed", "failed", "canceled", "deleted"];
+
+export function follow(jobId, { onUpdate, onEnd, onTrouble }) {
+  const source = new EventSource(eventsUrl(jobId));
+  const handle = (name) => (e) => {
+    const data = JSON.parse(e.data);
+    if (TERMINAL.includes(name)) {
+      source.close();
+      onEnd(name, data);
+    } else if (name === "unavailable") {
+      onTrouble("Live progress was interrupted; reconnecting…");
+    } else {
+      onUpdate(data);
+    }
+  };
+  for (const name of ["progress", "unavailable", ...TERMINAL]) source.addEventListener(name, handle(name));
+  source.onerror = () => {
+    // CLOSED: the server refused the stream (a wrong key or a job that is not ours); else it retries
+    if (source.readyState === EventSource.CLOSED) onEnd("error", { error: "the progress stream was refused" });
+    else onTrouble("Connection lost; reconnecting…");
+  };
+  return { stop: () => source.close() };
+}
+
+export function describeProgress(job, queuedEstimate) {
+  const percent = Math.round((job.progress || 0) * 100);
+  let text = job.message || job.status;
+  if (job.status === "queued" && queuedEstimate) text += ` (about ${Math.ceil(queuedEstimate)} s)`;
+  const step = job.step && job.total_steps ? `Step ${job.step} of ${job.total_steps}` : "";
+  return { percent, text, step };
+}
