@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RESTYLE := $(VENV)/bin/restyle
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := redis-server libb64-0d
+APT_PACKAGES := redis-server libb64-0d chromium
 
 .PHONY: setup models demo test bench perf clean
 
