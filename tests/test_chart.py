@@ -35,6 +35,7 @@ VALUE_SETS = {
                    "autoscaling": {"enabled": True, "via": "keda"}, "serviceMonitor": {"enabled": True}},
         "api": {"ingress": {"enabled": True, "className": "nginx", "tlsSecretName": "restyle-tls"}},
         "settings": {"RESTYLE_WORKING_MAX_SIDE": "768"},
+        "networkPolicy": {"apiChecksTriton": True},
     },
     "autoscaling-off": {
         "worker": {"autoscaling": {"enabled": False}, "metricsPort": 0},
@@ -354,8 +355,9 @@ def test_network_policies(rendered):
     if name == "autoscaling-off":
         assert not policies
         return
-    # only the workers reach Triton's gRPC port; nobody its HTTP port
-    assert _peers(policies[f"{FULL}-triton"]) == [("worker", None, {"grpc"}), (None, "monitoring", {"metrics"})]
+    # only the workers reach Triton's gRPC port (and the API's readiness check, when asked); nobody its HTTP port
+    grpc = [("worker", None, {"grpc"})] + ([("api", None, {"grpc"})] if "in-chart-redis" in name else [])
+    assert _peers(policies[f"{FULL}-triton"]) == [*grpc, (None, "monitoring", {"metrics"})]
     if "in-chart-redis" in name:
         assert sorted(_peers(policies[f"{FULL}-redis"]), key=str) == sorted(
             [("api", None, {"redis"}), ("worker", None, {"redis"}), ("storage-lifecycle", None, {"redis"}),
