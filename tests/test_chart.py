@@ -361,8 +361,7 @@ def test_network_policies(rendered):
     assert _peers(policies[f"{FULL}-triton"]) == [*grpc, (None, "monitoring", {"metrics"})]
     if "in-chart-redis" in name:
         assert sorted(_peers(policies[f"{FULL}-redis"]), key=str) == sorted(
-            [("api", None, {"redis"}), ("worker", None, {"redis"}), ("storage-lifecycle", None, {"redis"}),
-             (None, "keda", {"redis"})], key=str)
+            [("api", None, {"redis"}), ("worker", None, {"redis"}), (None, "keda", {"redis"})], key=str)
     else:
         assert f"{FULL}-redis" not in policies
     # every pod of the chart is selected by some policy (so what is not allowed is refused)
