@@ -75,7 +75,10 @@ function styleCards(styles) {
       swatch.style.background = colour;
       swatches.append(swatch);
     }
-    const text = Object.assign(document.createElement("span"), { textContent: style.description });
+    const text = Object.assign(document.createElement("span"), { textContent: style.description,
+      id: `style-${style.name}` });
+    input.setAttribute("aria-label", name.textContent); // the name alone; the description is read after it
+    input.setAttribute("aria-describedby", text.id);
     label.append(input, name, swatches, text);
     box.append(label);
   });
@@ -160,7 +163,7 @@ async function openJob(jobId, estimate = null) {
 }
 
 async function finished(jobId, name, job) {
-  $("progress").hidden = true;
+  $("progress").hidden = name !== "canceled";
   if (name === "error") {
     // the stream was refused: ask the API why, so its own message is shown
     try { await request(`/v1/jobs/${jobId}`); } catch (e) { fail(e); }
@@ -172,7 +175,11 @@ async function finished(jobId, name, job) {
   setJobInUrl(null);
   if (name === "failed") showAlert(`The restyle failed: ${job.error || "unknown error"}`);
   else if (name === "deleted") showAlert("This job no longer exists (it was deleted or has expired).");
-  else $("progress-text").textContent = "Canceled.";
+  else {
+    $("progress").hidden = false;
+    $("progress-text").textContent = "Canceled.";
+    $("cancel").disabled = true;
+  }
 }
 
 function fact(term, value) {
@@ -265,6 +272,6 @@ $("job-form").addEventListener("submit", submit);
 $("cancel").addEventListener("click", cancel);
 $("download").addEventListener("click", download);
 $("another").addEventListener("click", anotherStyle);
-$("show-detections").addEventListener("change", (e) => { $("detections").hidden = !e.target.checked; });
+$("show-detections").addEventListener("change", (e) => $("detections").toggleAttribute("hidden", !e.target.checked));
 watchPhotoInputs({ drop: $("drop"), input: $("file"), onFile: choosePhoto });
 start().catch(fail);
