@@ -86,7 +86,7 @@ def test_styles_root_health_metrics(stack):
     styles = httpx.get(f"{stack.url}/v1/styles").json()
     assert {"modern", "scandinavian", "boho", "industrial", "minimalist"} <= {s["name"] for s in styles}
     assert all(s["description"] for s in styles)
-    assert httpx.get(f"{stack.url}/").json()["styles"] == styles
+    assert httpx.get(f"{stack.url}/v1").json()["styles"] == styles  # the JSON index; / is the studio
     assert httpx.get(f"{stack.url}/health").json() == {"status": "ok"}
     ready = httpx.get(f"{stack.url}/ready")
     assert ready.status_code == 200  # no Triton at 127.0.0.1:1: degraded, jobs still accepted

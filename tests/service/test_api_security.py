@@ -148,7 +148,7 @@ def test_bad_fields(anon):
         r = httpx.post(f"{anon.url}/v1/jobs", data=form, files={"file": ("a.jpg", jpeg(), "image/jpeg")})
         assert r.status_code == 422 and r.json()["error"] == code, (form, r.text)
     r = httpx.post(f"{anon.url}/v1/jobs", data={"style": "modern"})
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "file"]
+    assert r.status_code == 422 and r.json()["error"] == "photo_required"  # neither a file nor from_job
 
 
 def test_idempotency(anon):
