@@ -33,7 +33,7 @@ from .jobs_store import TERMINAL, completion_stats, failure_stats, job_key, now
 from .outages import LABELS, REDIS, STORAGE, TRITON, Dependency, Outages
 from .queue import Delivery
 from .services import Services
-from .storage import NotFound, StorageError, job_prefixes, result_key, thumbnail_key
+from .storage import NotFound, StorageError, job_prefixes, map_key, result_key, thumbnail_key
 
 log = logging.getLogger("restyle.worker")
 
@@ -246,6 +246,12 @@ class Worker:
         thumb = await asyncio.to_thread(uploads.thumbnail, result.image_jpeg)
         await self._with_storage(held, "saving", self.svc.storage.put, result_key(job_id), result.image_jpeg)
         await self._with_storage(held, "saving", self.svc.storage.put, thumbnail_key(job_id), thumb)
+        maps = {}  # the depth and edge maps the pipeline made, shown beside the result
+        for field, kind, gray in (("depth_key", "depth", result.depth_map), ("edge_key", "edges", result.edge_map)):
+            if gray is not None:
+                jpeg = await asyncio.to_thread(uploads.map_jpeg, gray)
+                await self._with_storage(held, "saving", self.svc.storage.put, map_key(job_id, kind), jpeg)
+                maps[field] = map_key(job_id, kind)
         elapsed = round(time.time() - t0, 3)
         metadata = {"room_type": result.room_type, "room_confidence": result.room_confidence,
                     "detections": result.detections, "quality_score": result.quality_score,
@@ -253,7 +259,7 @@ class Worker:
                     "seed": result.seed, "evals": result.evals, "processing_time": elapsed}
         fields = {"result_key": result_key(job_id), "thumbnail_key": thumbnail_key(job_id),
                   "quality_score": result.quality_score, "processing_time": elapsed,
-                  "metadata": json.dumps(metadata, default=float), "stage": "completed", "message": "Done!"}
+                  "metadata": json.dumps(metadata, default=float), "stage": "completed", "message": "Done!", **maps}
         stats = completion_stats(elapsed, result.timings)
         if await store.finish(job_id, "completed", fields, stats):
             metrics.job_finished("completed", stats)
