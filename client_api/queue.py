@@ -94,6 +94,19 @@ class JobQueue:
         pending = int(g["pending"])
         return {"waiting": max(0, length - pending), "pending": pending, "consumers": int(g["consumers"])}
 
+    async def position(self, job_id: str, look: int = 100) -> int | None:
+        """A waiting job's place in the queue (1: next to start); None when it is not among the first `look`
+        waiting entries (further back, or already delivered). Waiting entries follow the group's last
+        delivered id, so this reads at most `look` of them."""
+        try:
+            groups = await self.r.xinfo_groups(self.stream)
+        except ResponseError:  # no stream yet
+            return None
+        g = next((g for g in groups if g["name"] == self.group), None)
+        start = f"({g['last-delivered-id']}" if g else "-"
+        entries = await self.r.xrange(self.stream, min=start, max="+", count=look)
+        return next((i for i, (_, fields) in enumerate(entries, 1) if fields.get("job_id") == job_id), None)
+
     async def outage_s(self) -> float:
         """How long the longest outage of Triton or storage that workers report has lasted (0: none):
         while it lasts the queue does not move."""

@@ -67,6 +67,8 @@ class JobView(BaseModel):
         None, description="set while the job waits out an outage of the model server or storage; "
                           "`stage` is where it resumes")
     style: str
+    queue_position: int | None = Field(None, description="while queued, on GET /v1/jobs/{id}: 1 = next to start "
+                                       "(null when further back than 100 or not queued)")
     created_at: datetime | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None

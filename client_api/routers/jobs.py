@@ -195,7 +195,10 @@ async def _undo_submit(services, owner, idempotency_key, job_id) -> None:
 
 @router.get("/v1/jobs/{job_id}", response_model=JobView, responses=JOB_ERRORS, summary="Job status and result")
 async def get_job(request: Request, job: JobDep, services: ServicesDep) -> JobView:
-    return services.view(job["id"], job, base_url(request, services))
+    view = services.view(job["id"], job, base_url(request, services))
+    if view.status == "queued":
+        view.queue_position = await services.queue.position(job["id"])
+    return view
 
 
 @router.delete("/v1/jobs/{job_id}", response_model=JobView, responses=CANCEL_ERRORS, summary="Cancel a job")

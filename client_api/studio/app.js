@@ -2,7 +2,7 @@
 import { ApiError, apiKey, filenameOf, request } from "./api.js";
 import { drawDetections, setupCompare } from "./compare.js";
 import { checkFile, showPreview, watchPhotoInputs } from "./photo.js";
-import { describeProgress, follow } from "./progress.js";
+import { describeProgress, follow, watchQueue } from "./progress.js";
 import { setupHistory } from "./history.js";
 
 const $ = (id) => document.getElementById(id);
@@ -13,7 +13,7 @@ const LABELS = {
 
 let limits = null;
 let photo = null; // the File to upload, or null when restyling an earlier job's photo
-let current = null; // { id, stream, estimate }
+let current = null; // the job on screen: { id, estimate, stream, queue }
 let lastJob = null;
 
 function showAlert(message) {
@@ -148,6 +148,7 @@ function showProgress(job) {
 
 async function openJob(jobId, estimate = null) {
   current?.stream.stop();
+  current?.queue.stop();
   setJobInUrl(jobId);
   $("result").hidden = true;
   $("progress").hidden = false;
@@ -155,10 +156,15 @@ async function openJob(jobId, estimate = null) {
   $("cancel").disabled = false;
   showProgress({ progress: 0, message: "Connecting…" });
   current = { id: jobId, estimate };
+  current.queue = watchQueue(jobId, showProgress);
   current.stream = follow(jobId, {
-    onUpdate: (job) => { showAlert(""); showProgress(job); },
+    onUpdate: (job) => {
+      if (job.status !== "queued") current.queue.stop();
+      showAlert("");
+      showProgress(job);
+    },
     onTrouble: (message) => { $("progress-text").textContent = message; },
-    onEnd: (name, job) => finished(jobId, name, job),
+    onEnd: (name, job) => { current.queue.stop(); finished(jobId, name, job); },
   });
 }
 

@@ -1,6 +1,6 @@
-// Following a job over its Server-Sent Events stream. EventSource reconnects by itself after a
+// Following a job over its Server-Sent Events stream (and its place in the queue while it waits). EventSource reconnects by itself after a
 // drop (the server sends retry: 2000) and every (re)connection starts with the job's current state.
-import { eventsUrl } from "./api.js";
+import { eventsUrl, request } from "./api.js";
 
 const TERMINAL = ["completed", "failed", "canceled", "deleted"];
 
@@ -26,10 +26,26 @@ export function follow(jobId, { onUpdate, onEnd, onTrouble }) {
   return { stop: () => source.close() };
 }
 
+// The stream says nothing while a job waits: its place in the queue comes from polling the job.
+export function watchQueue(jobId, onJob, everyMs = 2000) {
+  let timer = null;
+  let stopped = false;
+  const poll = async () => {
+    const job = await request(`/v1/jobs/${encodeURIComponent(jobId)}`).catch(() => null);
+    if (!stopped && job?.status === "queued") {
+      onJob(job);
+      timer = setTimeout(poll, everyMs);
+    }
+  };
+  poll();
+  return { stop: () => { stopped = true; clearTimeout(timer); } };
+}
+
 export function describeProgress(job, queuedEstimate) {
   const percent = Math.round((job.progress || 0) * 100);
   let text = job.message || job.status;
-  if (job.status === "queued" && queuedEstimate) text += ` (about ${Math.ceil(queuedEstimate)} s)`;
+  if (job.status === "queued" && job.queue_position) text += ` Number ${job.queue_position} in the queue.`;
+  else if (job.status === "queued" && queuedEstimate) text += ` (about ${Math.ceil(queuedEstimate)} s)`;
   const step = job.step && job.total_steps ? `Step ${job.step} of ${job.total_steps}` : "";
   return { percent, text, step };
 }

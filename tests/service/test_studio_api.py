@@ -120,3 +120,10 @@ def test_limits_index_styles_and_page(stack):
     page = httpx.get(f"{stack.url}/")
     assert page.headers["content-type"].startswith("text/html") and 'type="module"' in page.text
     assert httpx.get(f"{stack.url}/studio/studio.css").status_code == 200
+
+
+def test_queue_position_while_queued(make_settings, start_api, photo):
+    api = start_api(make_settings())  # no worker: everything waits
+    jobs = [submit(api.url, photo).json()["job_id"] for _ in range(3)]
+    assert [httpx.get(f"{api.url}/v1/jobs/{j}").json()["queue_position"] for j in jobs] == [1, 2, 3]
+    assert httpx.delete(f"{api.url}/v1/jobs/{jobs[0]}").json()["queue_position"] is None  # canceled: not waiting

@@ -118,10 +118,15 @@ def test_whole_flow_upload_progress_compare_download(stack, page, shot, room_jpe
     assert page.locator("#history-list li").count() == 2
 
 
-def test_cancel_mid_run(stack, page, shot, room_jpeg):
+def test_queue_place_then_cancel_mid_run(stack, page, shot, room_jpeg):
     api = stack()
+    ahead = submit(api.url, room_jpeg, steps=40).json()["job_id"]  # keeps the one worker busy
+    wait_for(lambda: httpx.get(f"{api.url}/v1/jobs/{ahead}").json()["status"] != "queued", timeout=60)
     page.goto(api.url)
     job_id = start_job(page, room_jpeg, steps=40)
+    expect(page.locator("#progress-text")).to_contain_text("Number 1 in the queue.")
+    shot("-queued")
+    assert httpx.delete(f"{api.url}/v1/jobs/{ahead}").status_code == 200
     expect(page.locator("#progress-step")).to_contain_text("of 40", timeout=60_000)
     page.get_by_role("button", name="Cancel").click()
     expect(page.locator("#progress-text")).to_have_text("Canceled.", timeout=30_000)
