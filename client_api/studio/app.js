@@ -13,7 +13,7 @@ const LABELS = {
 
 let limits = null;
 let photo = null; // the File to upload, or null when restyling an earlier job's photo
-let current = null; // the job on screen: { id, estimate, stream, queue }
+let current = null; // the job on screen: { id, estimate, position, stream, queue }
 let lastJob = null;
 
 function showAlert(message) {
@@ -139,7 +139,8 @@ async function submit(event) {
 // --- a job: progress, then the result ---------------------------------------------------------
 
 function showProgress(job) {
-  const { percent, text, step } = describeProgress(job, current?.estimate);
+  if (current && job.queue_position) current.position = job.queue_position; // the stream does not carry it
+  const { percent, text, step } = describeProgress(job, current || {});
   $("progress-text").textContent = text;
   $("progress-bar").value = percent;
   $("progress-bar").setAttribute("aria-valuetext", `${percent}%`);

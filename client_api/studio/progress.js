@@ -41,11 +41,12 @@ export function watchQueue(jobId, onJob, everyMs = 2000) {
   return { stop: () => { stopped = true; clearTimeout(timer); } };
 }
 
-export function describeProgress(job, queuedEstimate) {
+// `waiting`: what is known of a queued job's wait ({position, estimate}, from polling and the submit).
+export function describeProgress(job, waiting = {}) {
   const percent = Math.round((job.progress || 0) * 100);
   let text = job.message || job.status;
-  if (job.status === "queued" && job.queue_position) text += ` Number ${job.queue_position} in the queue.`;
-  else if (job.status === "queued" && queuedEstimate) text += ` (about ${Math.ceil(queuedEstimate)} s)`;
+  if (job.status === "queued" && waiting.position) text += ` You are number ${waiting.position}.`;
+  else if (job.status === "queued" && waiting.estimate) text += ` (about ${Math.ceil(waiting.estimate)} s)`;
   const step = job.step && job.total_steps ? `Step ${job.step} of ${job.total_steps}` : "";
   return { percent, text, step };
 }

@@ -124,7 +124,7 @@ def test_queue_place_then_cancel_mid_run(stack, page, shot, room_jpeg):
     wait_for(lambda: httpx.get(f"{api.url}/v1/jobs/{ahead}").json()["status"] != "queued", timeout=60)
     page.goto(api.url)
     job_id = start_job(page, room_jpeg, steps=40)
-    expect(page.locator("#progress-text")).to_contain_text("Number 1 in the queue.")
+    expect(page.locator("#progress-text")).to_contain_text("Waiting in queue... You are number 1.")
     shot("-queued")
     assert httpx.delete(f"{api.url}/v1/jobs/{ahead}").status_code == 200
     expect(page.locator("#progress-step")).to_contain_text("of 40", timeout=60_000)
