@@ -1,6 +1,6 @@
 """Commands of the job service, registered into the root `restyle` CLI.
 
-    restyle api | worker | submit | serve | storage-lifecycle
+    restyle api | worker | submit | serve | storage-lifecycle | soak
 """
 from __future__ import annotations
 
@@ -131,6 +131,26 @@ def storage_lifecycle() -> None:
     else:
         typer.echo(f"{s.local_storage_dir}: removed {result['uploads']} uploads older than {s.upload_retention_days} "
                    f"days and {result['results']} results older than {s.result_retention_days} days")
+
+
+@app.command("soak")
+def soak(jobs: int = typer.Option(60, help="jobs submitted, evenly over the run"),
+         minutes: float = typer.Option(3.0, help="how long jobs are submitted and processes killed"),
+         workers: int = typer.Option(4, help="`restyle worker` processes"),
+         kill_every: float = typer.Option(30.0, help="mean seconds between two kills (random, exponential)"),
+         steps: int = typer.Option(2, help="diffusion steps per job"),
+         drain_minutes: float = typer.Option(10.0, help="after the run, how long to wait for the last jobs"),
+         seed: int = typer.Option(0, help="seed of the chaos (which process, when)")) -> None:
+    """Chaos run on this machine (tiny profile): workers, tritonserver and redis-server killed at random
+    while jobs flow; prints accepted, completed, failed by reason, doubled, lost and the longest wait."""
+    import json
+
+    from .soak import run_soak
+
+    _logging("WARNING")
+    figures = run_soak(jobs, minutes, workers, kill_every, steps, drain_minutes, seed, log=typer.echo)
+    typer.echo(json.dumps(figures, indent=2))
+    raise typer.Exit(0 if figures["lost"] == figures["doubled"] == 0 and not figures["failed"] else 1)
 
 
 @app.command("serve")

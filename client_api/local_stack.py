@@ -53,19 +53,27 @@ def running_api_url() -> str | None:
 
 
 class RedisProcess:
-    """A private redis-server (no persistence) in a temp dir; also used by the tests."""
+    """A private redis-server in a temp dir; also used by the tests. No persistence, unless `aof`:
+    then AOF with fsync every second, as the chart ships it, so kill() + restart() loses at most ~1 s."""
 
-    def __init__(self, port: int | None = None, binary: str | None = None):
+    def __init__(self, port: int | None = None, binary: str | None = None, aof: bool = False):
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="restyle-redis-")
-        binary = binary or shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir, "--loglevel", "warning"],
-            # Own session: Ctrl-C (or a signal to our process group) must not stop Redis before
-            # the worker has let go of it; stop() ends it afterwards.
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.cmd = [binary or shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(self.port),
+                    "--bind", "127.0.0.1", "--save", "", "--dir", self.dir, "--loglevel", "warning",
+                    *(["--appendonly", "yes", "--appendfsync", "everysec"] if aof else ["--appendonly", "no"])]
+        self.restart()
+
+    def restart(self) -> None:
+        # Own session: Ctrl-C (or a signal to our process group) must not stop Redis before
+        # the worker has let go of it; stop() ends it afterwards.
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
         self._wait()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
 
     @property
     def url(self) -> str:
