@@ -69,7 +69,7 @@ def load_pipeline(settings) -> Pipeline:
         def ready() -> bool:
             from restyle.client import TritonRestyleClient
 
-            return TritonRestyleClient(settings.triton_grpc_url, timeout_s=5).ready()
+            return TritonRestyleClient(settings.triton_grpc_url).ready()
         triton.ready = ready  # the worker probes this before taking work and while waiting out an outage
         return triton
     module, _, attr = settings.worker_pipeline.partition(":")
@@ -194,8 +194,9 @@ class Worker:
     async def fail(self, job_id: str, reason: str, message: str) -> None:
         log.warning("job %s failed (%s): %s", job_id, reason, message)
         stats = failure_stats(reason)
-        if await self.svc.store.finish(job_id, "failed", {"error": message, "error_reason": reason, "stage": "failed",
-                                                         "message": "Failed", "waiting_for": ""}, stats):
+        if await self._until_redis(lambda: self.svc.store.finish(
+                job_id, "failed", {"error": message, "error_reason": reason, "stage": "failed", "message": "Failed",
+                                   "waiting_for": ""}, stats)):
             metrics.job_finished("failed", stats)
             self.svc.notify(job_id)
 
@@ -261,11 +262,22 @@ class Worker:
                   "quality_score": result.quality_score, "processing_time": elapsed,
                   "metadata": json.dumps(metadata, default=float), "stage": "completed", "message": "Done!", **maps}
         stats = completion_stats(elapsed, result.timings)
-        if await store.finish(job_id, "completed", fields, stats):
+        if await self._until_redis(lambda: store.finish(job_id, "completed", fields, stats)):
             metrics.job_finished("completed", stats)
             self.svc.notify(job_id)
         else:
             await self._stopped(job_id)
+
+    async def _until_redis(self, write):
+        """Finalise even across a Redis restart rather than leave the entry to be redelivered and the
+        made result redone (the script finalises once: a retry after a lost reply finds the job final)."""
+        while True:
+            try:
+                return await write()
+            except RedisError as e:
+                await self.outages.lost(REDIS, type(e).__name__)
+                if not await self.outages.wait(REDIS, stop=self.stop.is_set):
+                    raise GiveBack() from e
 
     async def _with_storage(self, held: Held, stage: str, fn, *args):
         """fn(*args) on the store; while the store is unreachable, wait for it and try again."""

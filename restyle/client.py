@@ -135,9 +135,13 @@ class TritonRestyleClient:
                                                     connection_timeout=self.timeout_s)
         return grpcclient.InferenceServerClient(self.url)
 
-    def ready(self) -> bool:
+    def ready(self, timeout_s: float = 5) -> bool:
+        """The streaming model (gRPC) or the ensemble (HTTP) is ready; False, never a hang, when the
+        server is down or does not answer within timeout_s."""
         try:
-            return bool(self._client().is_model_ready(STREAM if self.protocol == "grpc" else ENSEMBLE))
+            if self.protocol == "http":
+                return bool(self._client().is_model_ready(ENSEMBLE))
+            return bool(self._client().is_model_ready(STREAM, client_timeout=timeout_s))
         except Exception:
             return False
 
