@@ -24,7 +24,7 @@ def triton_ready_check(settings: Settings):
     def check() -> bool:
         from restyle.client import TritonRestyleClient
 
-        return TritonRestyleClient(settings.triton_grpc_url, timeout_s=3).ready()
+        return TritonRestyleClient(settings.triton_grpc_url).ready(timeout_s=2)
 
     return check
 

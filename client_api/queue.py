@@ -115,6 +115,11 @@ class JobQueue:
     def outage_into(self, pipe) -> None:
         pipe.mget(OUTAGE_KEYS)
 
+    async def down(self) -> str | None:
+        """The dependency workers report as down (the model server first), or None."""
+        starts = await self.r.mget(OUTAGE_KEYS)
+        return next((name for name, t in zip((TRITON, STORAGE), starts) if t), None)
+
     @staticmethod
     def outage_from(starts: list[str | None]) -> float:
         return round(max((time.time() - float(t) for t in starts if t), default=0.0), 1)

@@ -19,6 +19,7 @@ from .. import jobs_store, owner_jobs, uploads, webhooks
 from ..deps import IdempotencyKey, JobDep, OwnerDep, ServicesDep, owned_job
 from ..errors import AppError
 from ..jobs_store import STATS_KEY, TERMINAL, idempotency_key, now
+from ..outages import LABELS
 from ..schemas import JobCreated, JobView, error_responses
 from ..storage import NotFound, job_prefixes, original_key
 
@@ -198,6 +199,10 @@ async def get_job(request: Request, job: JobDep, services: ServicesDep) -> JobVi
     view = services.view(job["id"], job, base_url(request, services))
     if view.status == "queued":
         view.queue_position = await services.queue.position(job["id"])
+        # the queue does not move while workers wait out an outage: say so, as a held job does
+        if down := await services.queue.down():
+            view.waiting_for = down
+            view.message = f"Waiting for {LABELS[down]}; the job starts once it is back"
     return view
 
 

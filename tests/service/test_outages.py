@@ -110,6 +110,9 @@ def test_triton_killed_and_restarted_jobs_wait_and_complete(own_triton, make_set
         outage_s = time.time() - float(wait_for(lambda: rdb.get("outage:triton")))  # as workers report it
         late = submit(api.url, room_jpeg, steps=2, seed=9).json()
         assert late["estimated_time"] >= outage_s  # the estimate counts the outage in
+        queued = job(api, late["job_id"])  # no worker takes it while Triton is down; it says why it waits
+        assert (queued["status"], queued["waiting_for"]) == ("queued", "triton"), queued
+        assert "Waiting for the model server" in queued["message"]
         ids.append(late["job_id"])
         sse[late["job_id"]] = pool.submit(sse_events, api.url, late["job_id"], None, 300)
         time.sleep(max(0.0, killed + OLD_BACKOFF_S + 1 - time.monotonic()))
