@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
-from playwright.sync_api import expect
+from playwright.sync_api import expect, sync_playwright
 from svc_helpers import image_size, submit, wait_for
 
 from client_api.worker import load_pipeline
@@ -30,10 +30,22 @@ document.addEventListener("DOMContentLoaded", () => {
 """
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):
-    # Playwright's own browser download is unreachable here: Debian's chromium instead.
-    return {**browser_type_launch_args, "executable_path": CHROMIUM}
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium (Playwright's own browser download is unreachable here). Module scope, not
+    pytest-playwright's session fixtures: the sync API keeps an event loop running in this thread
+    while it is open, and later test modules call asyncio.run()."""
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    yield context.new_page()
+    context.close()
 
 
 @pytest.fixture
