@@ -141,7 +141,8 @@ def _cmdline(pid: str) -> list[str]:
 def cleanup_leftovers(repository: Path) -> list[str]:
     """End python-backend stubs of this repository whose tritonserver is gone, and remove shared
     memory regions no process maps any more. A SIGKILLed tritonserver leaves both behind; a stub
-    ignores SIGTERM and, on a GPU, keeps its memory. Returns what was done, one line each."""
+    ignores SIGTERM and, on a GPU, keeps its memory. Returns what was done: a line per stub, one for
+    the regions."""
     done, repo = [], str(Path(repository).resolve())
     for pid in filter(str.isdigit, os.listdir("/proc")):
         argv = _cmdline(pid)
@@ -164,13 +165,16 @@ def cleanup_leftovers(repository: Path) -> list[str]:
                           if "/dev/shm/" in line)
         except OSError:
             continue
+    removed = 0
     for region in Path("/dev/shm").glob("triton_python_backend_shm_region_*"):
         try:  # a region younger than a minute may belong to a server that is starting right now
             if str(region) not in mapped and time.time() - region.stat().st_mtime > 60:
                 region.unlink()
-                done.append(f"removed leftover shared memory {region}")
+                removed += 1
         except OSError:
             continue
+    if removed:  # one line: every killed server leaves one region per model instance
+        done.append(f"removed {removed} leftover shared memory region(s) /dev/shm/triton_python_backend_shm_region_*")
     return done
 
 

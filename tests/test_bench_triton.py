@@ -32,12 +32,13 @@ def test_perf_analyzer_passes_flags_through(triton_server, tmp_path):
     version = subprocess.run([RESTYLE, "perf-analyzer", "--version"], check=False, capture_output=True, text=True, timeout=60)
     assert version.returncode == 0 and "Perf Analyzer Version 2.51" in version.stdout + version.stderr
 
-    # a tiny run against one stage (its optional thresholds left out), report written where asked
+    # a tiny run against one stage (its optional thresholds left out; any spread counts as stable, as in
+    # restyle.perf: the point is the flags), report written where asked
     csv, data = tmp_path / "edges.csv", tmp_path / "edges.json"
     data.write_text(json.dumps({"data": [{"IMAGE": perf.tensor_json(np.zeros((64, 64, 3), np.uint8))}]}))
     run = subprocess.run([RESTYLE, "perf-analyzer", "-m", "edges", "-u", triton_server.grpc_url, "-i", "grpc",
                           "--input-data", str(data), "--measurement-mode", "count_windows",
-                          "--measurement-request-count", "2", "-f", str(csv)],
+                          "--measurement-request-count", "2", "--stability-percentage", "1000", "-f", str(csv)],
                          check=False, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     assert csv.read_text().startswith("Concurrency")

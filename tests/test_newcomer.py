@@ -145,11 +145,24 @@ def test_triton_start_on_a_taken_port_ends_leftovers_first(env, tmp_path, tiny_a
         region.unlink(missing_ok=True)
 
 
+def connected_to(pid: int, port: int, timeout: float = 120) -> None:
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while not any(c.raddr and c.raddr.port == port for c in psutil.Process(pid).net_connections()):
+        assert time.monotonic() < deadline, f"process {pid} never connected to port {port}"
+        time.sleep(0.1)
+
+
 def test_ctrl_c_cancels_a_streaming_infer_at_once(triton_server, photo, env):
     proc = subprocess.Popen([RESTYLE, "infer", str(photo), "--style", "modern", "--steps", "50", "--progress",
                              "--url", triton_server.grpc_url, "--out", str(photo.with_suffix(".out.jpg"))],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    time.sleep(5)  # somewhere in the pipeline: between stages or inside the 50 steps, both cancel at once
+    # once it talks to the server (a loaded machine may take seconds to import the CLI: a SIGINT then
+    # lands in some library's import-time bare except), then somewhere in the pipeline: between stages
+    # or inside the 50 steps, both cancel at once
+    connected_to(proc.pid, triton_server.grpc_port)
+    time.sleep(2)
     proc.send_signal(signal.SIGINT)
     sent = time.monotonic()
     out, _ = proc.communicate(timeout=60)
