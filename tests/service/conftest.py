@@ -121,7 +121,9 @@ class WorkerThread:
 
     def stop(self):
         self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(15)
+        self.thread.join(60)
+        # a worker left running would take later tests' jobs or call their Triton
+        assert not self.thread.is_alive(), "the worker did not stop within 60 s"
 
 
 @pytest.fixture

@@ -127,7 +127,7 @@ def test_whole_flow_upload_progress_compare_download(stack, page, shot, room_jpe
     expect(page).not_to_have_url(re.compile(job_id))
     expect(result).to_be_visible(timeout=120_000)
     expect(page.locator("#facts")).to_contain_text("coastal")
-    assert page.locator("#history-list li").count() == 2
+    expect(page.locator("#history-list li")).to_have_count(2)  # the list refreshes after the result shows
 
 
 def test_queue_place_then_cancel_mid_run(stack, page, shot, room_jpeg):
