@@ -119,7 +119,7 @@ class Stack:
     def stop(self) -> None:
         for p in [self.api, *self.workers]:
             if p.poll() is None:
-                p.send_signal(signal.SIGINT)
+                p.send_signal(signal.SIGTERM)  # handled even when started with SIGINT ignored (in the background)
         for p in [self.api, *self.workers]:
             try:
                 p.wait(10)
