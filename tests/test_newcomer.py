@@ -145,6 +145,10 @@ def test_triton_start_on_a_taken_port_ends_leftovers_first(env, tmp_path, tiny_a
         region.unlink(missing_ok=True)
 
 
+DEFAULT_SIGINT_EXEC = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                       "os.execv(sys.argv[1], sys.argv[1:])")
+
+
 def connected_to(pid: int, port: int, timeout: float = 120) -> None:
     import psutil
 
@@ -155,12 +159,12 @@ def connected_to(pid: int, port: int, timeout: float = 120) -> None:
 
 
 def test_ctrl_c_cancels_a_streaming_infer_at_once(triton_server, photo, env):
-    proc = subprocess.Popen([RESTYLE, "infer", str(photo), "--style", "modern", "--steps", "50", "--progress",
-                             "--url", triton_server.grpc_url, "--out", str(photo.with_suffix(".out.jpg"))],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            # as from a terminal: a suite started in the background (`make test &`) passes
-                            # SIGINT down ignored, and Python then keeps it ignored
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # as from a terminal: a suite started in the background (`make test &`) passes SIGINT down ignored,
+    # and Python then keeps it ignored; so the CLI is exec'd with SIGINT at its default
+    proc = subprocess.Popen([sys.executable, "-c", DEFAULT_SIGINT_EXEC, RESTYLE, "infer", str(photo),
+                             "--style", "modern", "--steps", "50", "--progress", "--url", triton_server.grpc_url,
+                             "--out", str(photo.with_suffix(".out.jpg"))],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     # once it talks to the server (a loaded machine may take seconds to import the CLI), then somewhere
     # in the pipeline: between stages or inside the 50 steps, both cancel at once
     connected_to(proc.pid, triton_server.grpc_port)

@@ -12,8 +12,16 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import RedirectResponse
 
-from restyle.contract import (MAX_PROMPT_CHARS, MAX_ROOM_TYPE_CHARS, MAX_SEED, MAX_STEPS, MODES, SPEEDS, InvalidRequest,
-                              parse_request)
+from restyle.contract import (
+    MAX_PROMPT_CHARS,
+    MAX_ROOM_TYPE_CHARS,
+    MAX_SEED,
+    MAX_STEPS,
+    MODES,
+    SPEEDS,
+    InvalidRequest,
+    parse_request,
+)
 
 from .. import jobs_store, owner_jobs, uploads, webhooks
 from ..deps import IdempotencyKey, JobDep, OwnerDep, ServicesDep, owned_job
