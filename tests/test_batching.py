@@ -81,7 +81,7 @@ TINY = get_profile("tiny")
 
 def _counts(client, name: str) -> tuple[int, int]:
     (stats,) = client.get_inference_statistics(model_name=name, as_json=True)["model_stats"]
-    return int(stats["inference_count"]), int(stats["execution_count"])
+    return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))  # JSON omits zeros
 
 
 @pytest.mark.parametrize("name, input_name, output_name, size", [
@@ -101,7 +101,12 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(triton_ser
         tensor.set_data_from_numpy(x)
         return [tensor]
 
+    start = _counts(client, name)[0]
     alone = [client.infer(name, request(x)).as_numpy(output_name) for x in xs]
+    # the statistics of the last of these may land after its response: wait for them before the baseline
+    deadline = time.monotonic() + 30
+    while _counts(client, name)[0] < start + n + 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
     inferences, executions = _counts(client, name)
     # gRPC's async_infer returns at once, so all n are in flight before the first finishes
     answers = queue.Queue()
