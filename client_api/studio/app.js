@@ -233,6 +233,7 @@ function anotherStyle() {
   $("file").value = "";
   $("from-job").value = lastJob.job_id;
   $("preview-img").src = lastJob.result.original_url;
+  $("preview-img").hidden = false;
   $("preview-caption").textContent = "The same photo as before (no new upload)";
   $("preview").hidden = false;
   const form = $("job-form");

@@ -38,12 +38,18 @@ export function showPreview({ figure, img, caption }, file, limits) {
   return new Promise((resolve) => {
     URL.revokeObjectURL(img.src);
     img.onload = () => {
+      img.hidden = false;
       const { naturalWidth: w, naturalHeight: h } = img;
       const big = w * h > limits.max_pixels;
       caption.textContent = `${file.name}: ${w} × ${h} pixels, ${formatBytes(file.size)}`;
       resolve(big ? `The photo has ${w * h} pixels; the limit is ${limits.max_pixels}.` : null);
     };
-    img.onerror = () => { caption.textContent = file.name; resolve(null); };
+    // no broken-image icon: the API says what is wrong with the file once it is sent
+    img.onerror = () => {
+      img.hidden = true;
+      caption.textContent = `${file.name}: not a picture this browser can show`;
+      resolve(null);
+    };
     img.src = URL.createObjectURL(file);
     figure.hidden = false;
   });
