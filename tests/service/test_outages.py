@@ -87,6 +87,15 @@ def assert_completed_once(api, rdb, ids, sse, ws):
     assert all(rdb.hget(job_key(j), "error_reason") is None for j in ids)
 
 
+def waiting_for(api, ids, dependency: str, stage: str) -> list[dict]:
+    """The jobs that say they wait for `dependency`, once one in flight does so at `stage` (where it resumes);
+    queued jobs say so as soon as any worker has seen the outage, possibly first."""
+    def views():
+        found = [v for j in ids if (v := job(api, j))["waiting_for"] == dependency]
+        return found if any(v["status"] in RUNNING and v["stage"] == stage for v in found) else None
+    return wait_for(views, timeout=30)
+
+
 def logs(tmp_path) -> str:
     return "".join(p.read_text() for p in tmp_path.glob("worker-*.log"))
 
@@ -103,8 +112,8 @@ def test_triton_killed_and_restarted_jobs_wait_and_complete(own_triton, make_set
         wait_for(lambda: any(on_triton(api, j) for j in ids), timeout=120)
         killed = own_triton.kill()
         # the job(s) in flight say what they wait for and where they resume; the API still takes jobs
-        waiting = wait_for(lambda: [v for j in ids if (v := job(api, j))["waiting_for"] == "triton"], timeout=30)
-        assert waiting[0]["stage"] == "preprocess" and "Waiting for the model server" in waiting[0]["message"]
+        waiting = waiting_for(api, ids, "triton", "preprocess")
+        assert all("Waiting for the model server" in v["message"] for v in waiting), waiting
         ready = httpx.get(f"{api.url}/ready")
         assert ready.status_code == 200 and ready.json()["missing"] == ["triton"]
         outage_s = time.time() - float(wait_for(lambda: rdb.get("outage:triton")))  # as workers report it
@@ -158,8 +167,8 @@ def test_storage_stopped_and_restarted_jobs_wait_and_complete(own_s3, start_api,
         wait_for(lambda: any(job(api, j)["stage"] == "diffusion" for j in ids), timeout=60)
         moto.stop()
         stopped = time.monotonic()
-        waiting = wait_for(lambda: [v for j in ids if (v := job(api, j))["waiting_for"] == "storage"], timeout=30)
-        assert waiting[0]["stage"] == "saving" and "Waiting for storage" in waiting[0]["message"]
+        waiting = waiting_for(api, ids, "storage", "saving")
+        assert all("Waiting for storage" in v["message"] for v in waiting), waiting
         assert httpx.get(f"{api.url}/ready").json()["missing"] == ["storage", "triton"]  # no Triton in this test
         # longer than the old path to failure: max_deliveries visibility timeouts
         time.sleep(max(0.0, stopped + 3 * settings.visibility_timeout_s + 1 - time.monotonic()))
