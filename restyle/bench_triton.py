@@ -6,12 +6,17 @@ One run, one photo, one set of weights:
    ensemble's config); those inputs become each stage's perf_analyzer --input-data.
 2. The same restyle/ functions the model.py adapters call, one after another in this process
    (no Triton), repeated: the in-process baseline, whole and up to diffusion ("analysis").
-3. perf_analyzer (gRPC, count_windows) on room_restyle and on each stage at each concurrency,
-   with Triton's statistics (/v2/models/stats) read before and after every ensemble run: the
-   deltas split each composing model's time into queue, compute input, infer and output.
+   Side by side with room_restyle called through tritonclient (gRPC, one request at a time, as
+   perf_analyzer does at concurrency 1): the two alternate A B B A..., so that the other load on a
+   shared CPU, which drifts by 10-20 % over minutes, weighs on both sides alike. The key figures
+   and ratios come from this paired measurement.
+3. perf_analyzer (gRPC, count_windows) on room_restyle and on each stage at each concurrency:
+   latency and throughput against concurrency. Triton's statistics (/v2/models/stats) read before
+   and after every ensemble measurement split each composing model's time into queue, compute
+   input, infer and output.
 
 The ensemble's analysis time is room_restyle's mean server-side request time less that of
-diffusion, quality and postprocess in the same measurement (Triton's statistics): everything
+diffusion, quality and postprocess over the paired calls (Triton's statistics): everything
 before diffusion, with the ensemble's hand-offs between steps; set against the in-process mean
 of the same stages.
 Figures on a shared CPU with tiny random weights are for ratios, never absolutes.
@@ -30,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from restyle import perf
+from restyle.pipeline import RESULT_OUTPUTS
 from restyle.pipeline import steps as pipeline_steps
 
 STAGES = [step.model for step in pipeline_steps()]
@@ -99,17 +105,21 @@ class InProcess:
     """The restyle/ calls each model.py makes, in the ensemble's order, without Triton."""
 
     def __init__(self, profile, artifacts: Path, repository: Path):
+        from restyle.server import server_env, stage_process_env
+
+        # As the server's stubs run (threads, huge pages): read by torch and onnxruntime when they load.
+        env = server_env()
+        os.environ.update({name: env[name] for name in stage_process_env()})
         import torch
 
         from restyle.diffusion import Restyler
         from restyle.onnx_model import OnnxModel
         from restyle.room_classification import RoomClassifier
         from restyle.segmentation import Segmenter
-        from restyle.server import server_env
 
-        # The thread count each stage model gets inside the server. On a shared CPU the default
-        # (one per core) was 10x slower here: every parallel region waits for a descheduled thread.
-        torch.set_num_threads(int(server_env()["OMP_NUM_THREADS"]))
+        # On a shared CPU torch's default (a thread per core) was 10x slower here: every parallel
+        # region waits for a descheduled thread. Set again in case torch was loaded before.
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
         dtype = getattr(torch, profile.dtype)
         self.profile = profile
         self.detector = OnnxModel(repository / "detection" / "1" / "model.onnx", profile.device)
@@ -198,20 +208,22 @@ def perf_row(row: dict[str, str]) -> dict[str, float]:
 class Result:
     settings: Settings
     inprocess: dict[str, float]  # stage -> median ms
+    inprocess_total: float  # median ms of whole runs
     inprocess_analysis: float  # mean ms of the stages before diffusion, per run
-    ensemble: dict[int, dict[str, float]]  # concurrency -> p50_ms, p99_ms, throughput
+    paired: float  # median ms of room_restyle called between the in-process runs
+    paired_breakdown: dict[str, dict[str, float]]  # model -> mean ms per part over those calls
+    ensemble: dict[int, dict[str, float]]  # concurrency -> p50_ms, p99_ms, throughput (perf_analyzer)
     breakdown: dict[int, dict[str, dict[str, float]]]  # concurrency -> model -> mean ms per part
     stages: dict[str, dict[int, dict[str, float]]]  # stage model -> concurrency -> perf row
 
     def keys(self) -> dict[str, float]:
         """The flat figures `--json` writes."""
-        inprocess = sum(self.inprocess.values())
         low, high = min(self.ensemble), max(self.ensemble)
-        c1, server = self.ensemble[low]["p50_ms"], self.breakdown[low]
+        server = self.paired_breakdown
         # Means on both sides: Triton's statistics hold sums, not percentiles.
         analysis = server["room_restyle"]["success"] - sum(server[m]["success"] for m in STAGES[len(ANALYSIS):])
-        return {"ensemble_p50_ms": round(c1, 1), "inprocess_p50_ms": round(inprocess, 1),
-                "ensemble_vs_inprocess_ratio": round(c1 / inprocess, 3),
+        return {"ensemble_p50_ms": round(self.paired, 1), "inprocess_p50_ms": round(self.inprocess_total, 1),
+                "ensemble_vs_inprocess_ratio": round(self.paired / self.inprocess_total, 3),
                 "analysis_vs_inprocess_ratio": round(analysis / self.inprocess_analysis, 3),
                 "throughput_c1": round(self.ensemble[low]["throughput"], 3),
                 "throughput_c4": round(self.ensemble[high]["throughput"], 3)}
@@ -233,17 +245,25 @@ def measure(grpc_url: str, photo: bytes, profile, artifacts: Path, repository: P
 
     status("in-process: loading the stage models")
     local = InProcess(profile, artifacts, repository)
-    local.run(photo, s)  # warm-up: first calls allocate
-    runs = []
+    request, outputs = request_inputs(photo, s), [t.name for t in RESULT_OUTPUTS]
 
-    def inprocess(count: int) -> None:
-        for _ in range(count):
-            status(f"in-process: run {len(runs) + 1} of {s.repeats}")
-            runs.append(local.run(photo, s))
+    def remote() -> float:
+        start = time.perf_counter()
+        _infer(client, "room_restyle", request, outputs)
+        return time.perf_counter() - start
 
-    # Other load on a shared CPU drifts over minutes: half the in-process runs go right before
-    # the ensemble's concurrency-1 measurement, half right after.
-    inprocess(s.repeats // 2)
+    local.run(photo, s), remote()  # warm-up: first calls allocate
+    runs, calls = [], []
+    before = server_stats(client)
+    for i in range(s.repeats):
+        status(f"side by side: in-process and room_restyle, pair {i + 1} of {s.repeats}")
+        pair = (lambda: runs.append(local.run(photo, s)), lambda: calls.append(remote()))
+        for call in pair if i % 2 == 0 else pair[::-1]:
+            call()
+    paired_breakdown = stats_delta(before, server_stats(client))
+    inprocess_ms = {stage: statistics.median(r[stage] for r in runs) * 1e3 for stage in STAGES}
+    inprocess_total = statistics.median(sum(r.values()) for r in runs) * 1e3
+    analysis_ms = statistics.mean(sum(r[stage] for stage in ANALYSIS) for r in runs) * 1e3
     ensemble, breakdown = {}, {}
     for c in s.concurrency:
         status(f"perf_analyzer: room_restyle at concurrency {c}")
@@ -252,10 +272,6 @@ def measure(grpc_url: str, photo: bytes, profile, artifacts: Path, repository: P
                            concurrency=c, windows=s.windows)
         breakdown[c] = stats_delta(before, server_stats(client))
         ensemble[c] = perf_row(row)
-        if c == s.concurrency[0]:
-            inprocess(s.repeats - len(runs))
-    inprocess_ms = {stage: statistics.median(r[stage] for r in runs) * 1e3 for stage in STAGES}
-    analysis_ms = statistics.mean(sum(r[stage] for stage in ANALYSIS) for r in runs) * 1e3
     stages = {}
     for model in s.stages:
         for c in s.concurrency:
@@ -265,7 +281,8 @@ def measure(grpc_url: str, photo: bytes, profile, artifacts: Path, repository: P
             stages.setdefault(model, {})[c] = {**perf_row(row), **{
                 part: int(row[column]) / 1e3 for part, column in zip(TIMES, (
                     "Server Queue", "Server Compute Input", "Server Compute Infer", "Server Compute Output"))}}
-    return Result(s, inprocess_ms, analysis_ms, ensemble, breakdown, stages)
+    return Result(s, inprocess_ms, inprocess_total, analysis_ms, statistics.median(calls) * 1e3, paired_breakdown,
+                  ensemble, breakdown, stages)
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -279,8 +296,8 @@ def tables(result: Result) -> list:
     from rich.table import Table
 
     s = result.settings
-    keys = Table(title=f"room_restyle vs in-process, {s.steps} steps (p50 of perf_analyzer; in-process median "
-                       f"of {s.repeats})")
+    keys = Table(title=f"room_restyle vs in-process, {s.steps} steps ({s.repeats} of each, alternating; medians; "
+                       "throughput from perf_analyzer)")
     keys.add_column("figure")
     keys.add_column("value", justify="right")
     for key, value in result.keys().items():
@@ -298,14 +315,15 @@ def tables(result: Result) -> list:
                           *(f"{rows[c]['throughput']:.1f}" if c in rows else "-" for c in levels))
 
     out = [keys, per_stage]
-    for c in levels:
-        parts = Table(title=f"server side inside room_restyle at concurrency {c} (Triton statistics, mean ms per "
-                            "request)")
+    measured = {"side by side with in-process": result.paired_breakdown,
+                **{f"perf_analyzer at concurrency {c}": result.breakdown[c] for c in levels}}
+    for label, breakdown in measured.items():
+        parts = Table(title=f"server side inside room_restyle, {label} (Triton statistics, mean ms per request)")
         for col in ("model", "requests", *TIMES, "request total"):
             parts.add_column(col, justify="right")
         for model in ("room_restyle", *STAGES, "diffusion_engine"):
-            if model in result.breakdown[c]:
-                row = result.breakdown[c][model]
+            if model in breakdown:
+                row = breakdown[model]
                 parts.add_row(model, str(row["count"]), *(f"{row[t]:.1f}" for t in TIMES), f"{row['success']:.1f}")
         out.append(parts)
     return out
@@ -321,10 +339,10 @@ def plot(result: Result, path: Path) -> Path:
     fig, (lat, thr) = plt.subplots(1, 2, figsize=(10, 4))
     lat.plot(levels, [result.ensemble[c]["p50_ms"] for c in levels], "o-", label="room_restyle p50")
     lat.plot(levels, [result.ensemble[c]["p99_ms"] for c in levels], "o--", label="room_restyle p99")
-    lat.axhline(sum(result.inprocess.values()), color="gray", linestyle=":", label="in-process, one request")
+    lat.axhline(result.inprocess_total, color="gray", linestyle=":", label="in-process, one request")
     lat.set(xlabel="concurrency", ylabel="latency (ms)", xticks=levels, title="latency")
     thr.plot(levels, [result.ensemble[c]["throughput"] for c in levels], "o-", label="room_restyle")
-    thr.axhline(1e3 / sum(result.inprocess.values()), color="gray", linestyle=":", label="in-process, serial")
+    thr.axhline(1e3 / result.inprocess_total, color="gray", linestyle=":", label="in-process, serial")
     thr.set(xlabel="concurrency", ylabel="requests / s", xticks=levels, title="throughput")
     for ax in (lat, thr):
         ax.legend()

@@ -2,6 +2,7 @@
 onnxruntime backend does not (the python-served profiles), and the tests and benchmarks."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,14 @@ class OnnxModel:
             # TensorRT first when the build has it: the engine is built on the serving GPU.
             wanted = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider")
                       if p in available] + wanted
-        self.session = ort.InferenceSession(str(path), providers=wanted)
+        options = ort.SessionOptions()
+        # The thread budget torch follows too (Triton's stubs get one each from restyle.server):
+        # onnxruntime's default, a spinning thread per core in every session, makes the ensemble's
+        # parallel branches on a small CPU wait for each other's spinners.
+        if threads := int(os.environ.get("OMP_NUM_THREADS", "0")):
+            options.intra_op_num_threads = options.inter_op_num_threads = threads
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(path), options, providers=wanted)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
