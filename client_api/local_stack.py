@@ -57,7 +57,7 @@ class RedisProcess:
     then AOF with fsync every second, as the chart ships it, so kill() + restart() loses at most ~1 s."""
 
     def __init__(self, port: int | None = None, binary: str | None = None, aof: bool = False):
-        self.port = port or free_port()
+        self.port = port or free_port(restartable=True)
         self.dir = tempfile.mkdtemp(prefix="restyle-redis-")
         self.cmd = [binary or shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(self.port),
                     "--bind", "127.0.0.1", "--save", "", "--dir", self.dir, "--loglevel", "warning",

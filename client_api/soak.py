@@ -51,7 +51,7 @@ class Stack:
 
         self.run_dir, self.log, self.server = run_dir, log, server
         self.redis = RedisProcess(aof=True)
-        self.triton_ports = (free_port(), free_port(), free_port())
+        self.triton_ports = tuple(free_port(restartable=True) for _ in range(3))
         log("starting tritonserver (tiny)...")
         self.triton = server.start("tiny", *self.triton_ports, run_dir=run_dir)
         self.api_port = free_port()

@@ -30,7 +30,7 @@ class Triton:
     """A tiny tritonserver that the test may kill and start again on the same ports."""
 
     def __init__(self, run_dir):
-        self.run_dir, self.ports = run_dir, (free_port(), free_port(), free_port())
+        self.run_dir, self.ports = run_dir, tuple(free_port(restartable=True) for _ in range(3))
         self.start()
 
     def start(self) -> None:
@@ -140,7 +140,7 @@ def own_s3(make_settings):
 
     from client_api.storage import S3Storage
 
-    port = free_port()
+    port = free_port(restartable=True)  # moto is restarted on it
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto.start()
     settings = make_settings(storage="s3", s3_endpoint_url=f"http://127.0.0.1:{port}", s3_bucket="outage",
