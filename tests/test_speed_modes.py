@@ -134,3 +134,45 @@ def test_compiled_denoisers_match_eager(model_dir, restyler, room):
         got, g = run(compiled, room, speed=speed, steps=steps)
         assert e == g
         assert np.abs(eager.astype(int) - got.astype(int)).max() <= 1, speed
+
+
+def test_control_images_embedded_once_per_request(restyler, room, model_dir):
+    """Each ControlNet embeds its control image at the first step and reuses it, with or without the
+    CFG batch halving; the output is the one of a restyler that never embedded another image."""
+    cuts = restyler.cuts
+    calls = Counter()
+
+    def counted(i, embed):
+        def run(image):
+            calls[i] += 1
+            return embed(image)
+        return run
+
+    real = list(cuts._embed)
+    cuts._embed = [counted(i, embed) for i, embed in enumerate(real)]
+    try:
+        run(restyler, room, steps=3)
+        assert calls == {0: 1, 1: 1}
+        run(restyler, room, speed="balanced", steps=4)
+        assert calls == {0: 2, 1: 2}
+        other = tuple(np.ascontiguousarray(np.flip(part, axis=1)) for part in room)
+        got, _ = run(restyler, other, steps=2)
+    finally:
+        cuts._embed = real
+    fresh, _ = run(Restyler.load(model_dir, "cpu", torch.float32), other, steps=2)
+    assert np.array_equal(got, fresh)
+
+
+def test_controlnet_takes_an_embedded_image_as_given(restyler, room):
+    """A ControlNet called with its control image and with that image already embedded gives the
+    same residuals (the pass-through keeps direct calls to a net exact)."""
+    net = restyler.pipes["uni_pc"][0].controlnet.nets[0]
+    torch.manual_seed(0)
+    sample, t = torch.randn(1, 4, H // 8, W // 8), torch.tensor(500)
+    text = torch.randn(1, 77, net.config.cross_attention_dim)
+    image = torch.rand(1, 3, H, W)
+    with torch.inference_mode():
+        direct = net(sample, t, text, image, return_dict=False)
+        given = net(sample, t, text, restyler.cuts._embed[0](image), return_dict=False)
+    assert torch.equal(direct[1], given[1])
+    assert all(torch.equal(a, b) for a, b in zip(direct[0], given[0]))
