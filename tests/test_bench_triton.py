@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
-from restyle import perf
+from restyle import bench_triton, perf
 from restyle_cli.main import app
 
 RESTYLE = str(Path(sys.executable).parent / "restyle")
@@ -26,6 +26,39 @@ def test_bench_triton_writes_every_key(triton_server, tmp_path):
     assert all(isinstance(v, (int, float)) and v > 0 for v in figures.values())
     assert png.read_bytes().startswith(b"\x89PNG")
     assert "server side inside room_restyle" in done.stdout  # the per-model breakdown is printed
+
+
+def test_statistics_are_read_once_every_model_has_counted_each_request(triton_server):
+    """The breakdown's means (and the analysis ratio) need the same requests on every model: Triton
+    counts a model's statistics after its reply is sent, so a snapshot right after the reply can lag."""
+    import cv2
+    import tritonclient.grpc as grpcclient
+
+    from restyle.pipeline import RESULT_OUTPUTS
+    from restyle.samples import synthetic_room
+
+    client = grpcclient.InferenceServerClient(triton_server.grpc_url)
+    request = bench_triton.request_inputs(cv2.imencode(".jpg", synthetic_room())[1].tobytes(),
+                                          bench_triton.Settings(steps=1))
+    before = bench_triton.server_stats(client)
+    for _ in range(3):
+        bench_triton._infer(client, "room_restyle", request, [t.name for t in RESULT_OUTPUTS])
+    delta = bench_triton.stats_delta(before, bench_triton.settled_stats(lambda: bench_triton.server_stats(client), before))
+    assert {model: delta[model]["count"] for model in ("room_restyle", *bench_triton.STAGES)} == \
+        dict.fromkeys(("room_restyle", *bench_triton.STAGES), 3)
+
+
+def test_statistics_wait_for_a_model_that_has_not_counted_the_last_request_yet():
+    models = ("room_restyle", *bench_triton.STAGES)
+
+    def stats(count: int, lagging: tuple[str, ...] = ()) -> dict:
+        return {m: {"success": (count - (m in lagging), 0)} for m in models}
+
+    reads = iter([stats(3, lagging=("room_restyle", "postprocess")), stats(3, lagging=("room_restyle",)), stats(3)])
+    assert bench_triton.settled_stats(lambda: next(reads), stats(0)) == stats(3)
+    # a model that never catches up costs the timeout, not a hang
+    assert bench_triton.settled_stats(lambda: stats(3, lagging=("quality",)), stats(0), timeout_s=0.2) == \
+        stats(3, lagging=("quality",))
 
 
 def test_perf_analyzer_passes_flags_through(triton_server, tmp_path):
