@@ -75,6 +75,8 @@ def diffusion(
     plot: Path = typer.Option(None, help="write a PNG of the median time per speed mode"),
     levers: Path = typer.Option(None, help="instead: CPU time, evals and structure score of each balanced "
                                            "lever alone, written here as JSON"),
+    model_dir: Path = typer.Option(None, help="a built diffusion folder instead of the profile's, e.g. a "
+                                              "full-size random build (`restyle bench gpu` makes one)"),
 ) -> None:
     """The engine in each speed mode vs bare diffusers (StableDiffusionControlNetPipeline, both
     ControlNets, 20 steps, its defaults), same weights and size, one run; medians."""
@@ -89,9 +91,12 @@ def diffusion(
         prof = get_profile(profile)
     except ValueError as exc:
         fail(str(exc))
-    model_dir = get_settings().artifacts_dir / prof.name / "diffusion"
-    if not (model_dir / "lcm_lora").is_dir():
-        fail(f"{model_dir} is missing or predates the speed modes: run `restyle models build --profile {prof.name}`")
+    built = model_dir or get_settings().artifacts_dir / prof.name / "diffusion"
+    if not (built / "lcm_lora").is_dir():
+        fail(f"{built} is missing or predates the speed modes: " + (
+            "give a folder export.diffusion.build_diffusion wrote (its diffusion/ subfolder)" if model_dir
+            else f"run `restyle models build --profile {prof.name}`"))
+    model_dir = built
     torch.set_num_threads(threads)
     size = size or (128 if quick else prof.working_long_side)
     repeats = repeats or (3 if quick else 5)

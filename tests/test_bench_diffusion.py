@@ -28,6 +28,19 @@ def test_bench_diffusion_writes_every_key(runner, tmp_path):
     assert png.read_bytes().startswith(b"\x89PNG")
 
 
+def test_bench_diffusion_takes_a_model_folder(runner, tiny_artifacts, tmp_path):
+    out = tmp_path / "bench.json"
+    result = runner.invoke(bench_app, ["diffusion", "--model-dir", str(tiny_artifacts / "diffusion"), "--size", "64",
+                                       "--repeats", "1", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert tuple(json.loads(out.read_text())) == KEYS
+
+    result = runner.invoke(bench_app, ["diffusion", "--model-dir", str(tmp_path), "--json", str(out)])
+    assert result.exit_code == 2
+    said = " ".join(result.output.split())  # the console wraps long lines
+    assert f"{tmp_path} is missing or predates the speed modes" in said and "build_diffusion" in said
+
+
 def test_bench_diffusion_levers(runner, tmp_path):
     out = tmp_path / "levers.json"
     result = runner.invoke(bench_app, ["diffusion", "--size", "64", "--repeats", "1", "--levers", str(out)])
