@@ -187,8 +187,9 @@ def server_stats(client) -> dict[str, dict[str, tuple[int, int]]]:
     return found
 
 
-def settled_stats(read, before: dict, timeout_s: float = 10.0) -> dict[str, dict[str, tuple[int, int]]]:
-    """read() (server_stats) once every model of room_restyle has counted the same requests since `before`.
+def settled_stats(client, before: dict, timeout_s: float = 10.0,
+                  read=server_stats) -> dict[str, dict[str, tuple[int, int]]]:
+    """read(client) once every model of room_restyle has counted the same requests since `before`.
 
     Triton records a model's statistics after its response is on the way, so a snapshot taken
     right after the last reply can miss that reply's postprocess and ensemble entries while it
@@ -196,7 +197,7 @@ def settled_stats(read, before: dict, timeout_s: float = 10.0) -> dict[str, dict
     the analysis share of the means negative)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        after = read()
+        after = read(client)
         counts = {after[m]["success"][0] - before.get(m, {}).get("success", (0, 0))[0]
                   for m in ("room_restyle", *STAGES) if m in after}
         if len(counts) <= 1 or time.monotonic() > deadline:
@@ -272,13 +273,13 @@ def measure(grpc_url: str, photo: bytes, profile, artifacts: Path, repository: P
     start = server_stats(client)
     local.run(photo, s), remote()  # warm-up: first calls allocate
     runs, calls = [], []
-    before = settled_stats(lambda: server_stats(client), start)
+    before = settled_stats(client, start)
     for i in range(s.repeats):
         status(f"side by side: in-process and room_restyle, pair {i + 1} of {s.repeats}")
         pair = (lambda: runs.append(local.run(photo, s)), lambda: calls.append(remote()))
         for call in pair if i % 2 == 0 else pair[::-1]:
             call()
-    paired_breakdown = stats_delta(before, settled_stats(lambda: server_stats(client), before))
+    paired_breakdown = stats_delta(before, settled_stats(client, before))
     inprocess_ms = {stage: statistics.median(r[stage] for r in runs) * 1e3 for stage in STAGES}
     inprocess_total = statistics.median(sum(r.values()) for r in runs) * 1e3
     analysis_ms = statistics.mean(sum(r[stage] for stage in ANALYSIS) for r in runs) * 1e3
@@ -288,7 +289,7 @@ def measure(grpc_url: str, photo: bytes, profile, artifacts: Path, repository: P
         before = server_stats(client)
         row = perf.measure("room_restyle", grpc_url, data["room_restyle"], work_dir / f"room_restyle_c{c}.csv",
                            concurrency=c, windows=s.windows)
-        breakdown[c] = stats_delta(before, settled_stats(lambda: server_stats(client), before))
+        breakdown[c] = stats_delta(before, settled_stats(client, before))
         ensemble[c] = perf_row(row)
     stages = {}
     for model in s.stages:

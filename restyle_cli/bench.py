@@ -91,12 +91,12 @@ def diffusion(
         prof = get_profile(profile)
     except ValueError as exc:
         fail(str(exc))
-    built = model_dir or get_settings().artifacts_dir / prof.name / "diffusion"
-    if not (built / "lcm_lora").is_dir():
-        fail(f"{built} is missing or predates the speed modes: " + (
-            "give a folder export.diffusion.build_diffusion wrote (its diffusion/ subfolder)" if model_dir
+    given = model_dir is not None
+    model_dir = model_dir or get_settings().artifacts_dir / prof.name / "diffusion"
+    if not (model_dir / "lcm_lora").is_dir():
+        fail(f"{model_dir} is missing or predates the speed modes: " + (
+            "give a folder export.diffusion.build_diffusion wrote (its diffusion/ subfolder)" if given
             else f"run `restyle models build --profile {prof.name}`"))
-    model_dir = built
     torch.set_num_threads(threads)
     size = size or (128 if quick else prof.working_long_side)
     repeats = repeats or (3 if quick else 5)

@@ -43,7 +43,7 @@ def test_statistics_are_read_once_every_model_has_counted_each_request(triton_se
     before = bench_triton.server_stats(client)
     for _ in range(3):
         bench_triton._infer(client, "room_restyle", request, [t.name for t in RESULT_OUTPUTS])
-    delta = bench_triton.stats_delta(before, bench_triton.settled_stats(lambda: bench_triton.server_stats(client), before))
+    delta = bench_triton.stats_delta(before, bench_triton.settled_stats(client, before))
     assert {model: delta[model]["count"] for model in ("room_restyle", *bench_triton.STAGES)} == \
         dict.fromkeys(("room_restyle", *bench_triton.STAGES), 3)
 
@@ -55,9 +55,9 @@ def test_statistics_wait_for_a_model_that_has_not_counted_the_last_request_yet()
         return {m: {"success": (count - (m in lagging), 0)} for m in models}
 
     reads = iter([stats(3, lagging=("room_restyle", "postprocess")), stats(3, lagging=("room_restyle",)), stats(3)])
-    assert bench_triton.settled_stats(lambda: next(reads), stats(0)) == stats(3)
+    assert bench_triton.settled_stats(None, stats(0), read=lambda _: next(reads)) == stats(3)
     # a model that never catches up costs the timeout, not a hang
-    assert bench_triton.settled_stats(lambda: stats(3, lagging=("quality",)), stats(0), timeout_s=0.2) == \
+    assert bench_triton.settled_stats(None, stats(0), timeout_s=0.2, read=lambda _: stats(3, lagging=("quality",))) == \
         stats(3, lagging=("quality",))
 
 
