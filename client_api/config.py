@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     redis_timeout_s: float = 2.0  # connect/socket timeout: an unreachable Redis must give a fast 503
     # Per process; a burst beyond it waits for a free connection rather than failing.
     redis_max_connections: int = Field(32, ge=1)
+    # Live-event streams (SSE, WebSocket) get a keepalive this often; each watched job is re-read then.
+    events_keepalive_s: float = Field(15.0, gt=0)
     queue_stream: str = "restyle:jobs"
     queue_group: str = "restyle-workers"
 

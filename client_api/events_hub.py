@@ -7,15 +7,21 @@ send to Redis when a watcher comes or goes (no subscribe/unsubscribe races), at 
 receiving every job's progress (tens of messages per job, which GPU-bound jobs keep rare).
 
 A slow watcher cannot hold anyone up: its queue is bounded and drops its oldest progress;
-the terminal event is never dropped. It carries the job record, read once for all watchers.
+the terminal event is never dropped. Each message is handled once for all watchers of a job:
+progress is encoded to JSON once, the terminal event carries the job record read once and a
+memo of its rendering (the fan-out to hundreds of streams is then a write per stream).
 When the connection is lost every watcher is told, and the next watcher reconnects.
+
+Keepalives come from the hub too: every `keepalive_s` it reads each watched job once and hands
+its watchers a keepalive (None), or the Final of a job that ended or vanished without a
+publish reaching us. One read per job rather than per watcher, and no timer per watcher.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -37,8 +43,10 @@ class EventsUnavailable(Exception):
 
 @dataclass
 class Final:
-    """The job ended: its record (None if it was deleted meanwhile), read after the terminal publish."""
+    """The job ended: its record (None if it was deleted meanwhile), read after the terminal publish.
+    `frames` is for the watchers to render it once per base URL and share the result."""
     record: dict | None
+    frames: dict = field(default_factory=dict)
 
 
 _LOST = object()
@@ -53,16 +61,17 @@ def _typed(data: dict) -> dict:
 
 
 class Watch:
-    """One watcher's view of one job: progress dicts, then a Final (or EventsUnavailable)."""
+    """One watcher's view of one job: progress (JSON text) and keepalives (None), then a Final
+    (or EventsUnavailable)."""
 
-    def __init__(self, hub: EventHub, chan: str):
-        self._hub, self.channel = hub, chan
+    def __init__(self, hub: EventHub, job_id: str):
+        self._hub, self.job_id, self.channel = hub, job_id, channel(job_id)
         self._queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
         self._ended = False
         self.dropped = 0
 
     def offer(self, item) -> None:
-        if self._ended:
+        if self._ended or (item is None and not self._queue.empty()):  # a keepalive only when idle
             return
         self._ended = item is _LOST or isinstance(item, Final)
         if self._queue.full():  # a slow reader: skip its oldest progress, the newer says more
@@ -70,13 +79,8 @@ class Watch:
             self.dropped += 1
         self._queue.put_nowait(item)
 
-    async def next(self, timeout: float) -> dict | Final | None:
-        """The next item; None when nothing came within timeout."""
-        try:
-            async with asyncio.timeout(timeout):
-                item = await self._queue.get()
-        except TimeoutError:
-            return None
+    async def next(self) -> str | Final | None:
+        item = await self._queue.get()
         if item is _LOST:
             raise EventsUnavailable
         return item
@@ -86,14 +90,14 @@ class Watch:
 
 
 class EventHub:
-    def __init__(self, redis_url: str, store: JobStore, timeout_s: float):
+    def __init__(self, redis_url: str, store: JobStore, timeout_s: float, keepalive_s: float = 15.0):
         # Its own connection, without retries: a lost connection is reported to the watchers
         # at once (their clients reconnect) instead of after a silent backoff that loses
         # messages anyway. No health-check PINGs: they would read from under the reader task.
         self._redis = Redis.from_url(redis_url, decode_responses=True, socket_connect_timeout=timeout_s,
                                      socket_keepalive=True, health_check_interval=0, retry=Retry(NoBackoff(), 0))
         self._store = store
-        self._timeout = timeout_s
+        self._timeout, self._keepalive = timeout_s, keepalive_s
         self._reader: asyncio.Task | None = None
         self._watches: dict[str, set[Watch]] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -124,7 +128,7 @@ class EventHub:
 
     def watch(self, job_id: str) -> Watch:
         """Register a watcher (call start() first); close() it when done."""
-        w = Watch(self, channel(job_id))
+        w = Watch(self, job_id)
         if self.connected:
             self._watches.setdefault(w.channel, set()).add(w)
         else:  # lost between start() and now
@@ -142,17 +146,22 @@ class EventHub:
         return sum(len(ws) for ws in self._watches.values())
 
     async def _read(self, pubsub) -> None:
+        loop = asyncio.get_running_loop()
+        tick = loop.time() + self._keepalive
         try:
             while True:
-                msg = await pubsub.get_message(timeout=None)
+                msg = await pubsub.get_message(timeout=max(tick - loop.time(), 0))
+                if loop.time() >= tick:
+                    tick = loop.time() + self._keepalive
+                    if self._watches:
+                        self._spawn(self._reread(*(next(iter(ws)).job_id for ws in self._watches.values())))
                 if not msg or msg["type"] != "pmessage" or msg["channel"] not in self._watches:
                     continue
                 data = _typed(json.loads(msg["data"]))
                 if data.get("status") in TERMINAL:
-                    self._spawn(self._final(msg["channel"], data["job_id"]))
+                    self._spawn(self._reread(data["job_id"]))
                 else:
-                    for w in list(self._watches.get(msg["channel"], ())):
-                        w.offer(data)
+                    self._offer(msg["channel"], json.dumps(data))
         except (RedisError, OSError) as e:
             log.warning("live events: lost the Redis pub/sub connection (%s); telling %d watcher(s)",
                         type(e).__name__, self.watchers())
@@ -162,12 +171,22 @@ class EventHub:
             self._lose_all()
             await pubsub.aclose()
 
-    async def _final(self, chan: str, job_id: str) -> None:
-        # Read after the terminal publish arrived, so it is the final record; once for everyone.
+    async def _reread(self, *job_ids: str) -> None:
+        """Read jobs in one round trip, once for all their watchers: a job's Final if it ended or
+        is gone (the store sets the terminal record before it publishes, so after that publish
+        this is the final record), else a keepalive."""
         try:
-            item = Final(await self._store.get(job_id))
+            records = await self._store.get_many(list(job_ids))
         except RedisError:
-            item = _LOST
+            records = [_LOST] * len(job_ids)
+        for job_id, record in zip(job_ids, records):
+            if record is not _LOST and (not record or record.get("status") in TERMINAL):
+                record = Final(record)
+            elif record is not _LOST:
+                record = None  # still running: a keepalive
+            self._offer(channel(job_id), record)
+
+    def _offer(self, chan: str, item) -> None:
         for w in list(self._watches.get(chan, ())):
             w.offer(item)
 

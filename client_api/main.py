@@ -62,7 +62,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         svc = services or Services.create(settings)
         app.state.services = svc
         app.state.limiter = RateLimiter(svc.redis, settings.rate_limit_per_minute, settings.rate_limit_burst)
-        app.state.events = EventHub(settings.redis_url, svc.store, settings.redis_timeout_s)
+        app.state.events = EventHub(settings.redis_url, svc.store, settings.redis_timeout_s,
+                                      settings.events_keepalive_s)
         try:
             await app.state.events.start()  # else the first watcher connects it
         except RedisError:

@@ -22,7 +22,6 @@ from ..security import authenticate, bearer
 from .jobs import JOB_ERRORS, base_url
 
 router = APIRouter(tags=["events"])
-KEEPALIVE_S = 15.0
 # The last event of a stream that cannot go on; the client reconnects (EventSource does so
 # by itself) and starts again from the job's current state.
 UNAVAILABLE = "unavailable"
@@ -33,36 +32,37 @@ def _unavailable(job_id: str) -> dict:
             "server is restarting); reconnect to resume", "retry_after": 5}
 
 
-async def job_events(services, hub: EventHub, job_id: str, base: str) -> AsyncIterator[tuple[str, dict] | None]:
-    """(event name, data) until a terminal state; None = nothing new (time for a keepalive)."""
+async def job_events(services, hub: EventHub, job_id: str, base: str) -> AsyncIterator[tuple[str, str] | None]:
+    """(event name, its data as JSON) until a terminal state; None = nothing new (time for a keepalive)."""
     watch = None
     try:
         await hub.start()
         watch = hub.watch(job_id)
-        job = await services.store.get(job_id)
+        job, frames = await services.store.get(job_id), {}
         while True:
             if not job:
-                yield "deleted", {"job_id": job_id, "error": "the job no longer exists"}
+                yield "deleted", json.dumps({"job_id": job_id, "error": "the job no longer exists"})
                 return
-            view = services.view(job_id, job, base).model_dump(mode="json")
-            terminal = view["status"] in TERMINAL
-            yield (view["status"] if terminal else "progress"), view
-            if terminal:
+            if base not in frames:  # a terminal record's frames are shared by all its watchers
+                view = services.view(job_id, job, base)
+                frames[base] = (view.status if view.status in TERMINAL else "progress", view.model_dump_json())
+            name, data = frames[base]
+            yield name, data
+            if name in TERMINAL:
+                # Let the job's other watchers send theirs before this stream's teardown runs.
+                await asyncio.sleep(0)
                 return
             while True:  # until the job ends (then the outer loop sends the full record)
-                item = await watch.next(KEEPALIVE_S)
-                if item is None:
+                item = await watch.next()
+                if item is None:  # the hub's keepalive: the job is still running
                     yield None
-                    job = await services.store.get(job_id)  # re-read: also catches expiry/deletion
-                    if not job or job.get("status") in TERMINAL:
-                        break
                 elif isinstance(item, Final):
-                    job = item.record
+                    job, frames = item.record, item.frames
                     break
                 else:
                     yield "progress", item
     except (EventsUnavailable, RedisError):
-        yield UNAVAILABLE, _unavailable(job_id)
+        yield UNAVAILABLE, json.dumps(_unavailable(job_id))
     finally:
         if watch is not None:
             watch.close()
@@ -78,7 +78,7 @@ async def sse(request: Request, job: JobDep, services: ServicesDep) -> Streaming
             if item is None:
                 yield ": keepalive\n\n"
             else:
-                yield f"event: {item[0]}\ndata: {json.dumps(item[1])}\n\n"
+                yield f"event: {item[0]}\ndata: {item[1]}\n\n"
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -104,8 +104,8 @@ async def _ws_handler(websocket: WebSocket, job_id: str):
 
     async def pump():
         async for item in job_events(services, websocket.app.state.events, job_id, base.rstrip("/")):
-            if item is not None:
-                await websocket.send_json({"event": item[0], "data": item[1]})
+            if item is not None:  # the data is JSON already
+                await websocket.send_text(f'{{"event": {json.dumps(item[0])}, "data": {item[1]}}}')
         await websocket.close()
 
     sender = asyncio.create_task(pump())

@@ -104,21 +104,47 @@ def test_redis_lost_mid_stream_ends_with_an_event(own_redis, make_settings, star
     assert r.status_code == 503 and r.json()["error"] == "store_unavailable"
 
 
+def test_keepalives_and_a_job_that_ends_unseen(make_settings, start_api, rdb):
+    """The hub re-reads each watched job every keepalive: streams get a keepalive while it runs,
+    and its end (or its disappearance) even when no publish told anyone."""
+    api = start_api(make_settings(events_keepalive_s=0.3))
+    ended, deleted = (submit(api.url, jpeg()).json()["job_id"] for _ in range(2))
+
+    def follow(job_id: str, change) -> list[str]:
+        lines = []
+        with httpx.stream("GET", f"{api.url}/v1/jobs/{job_id}/events", timeout=10) as r:
+            for line in r.iter_lines():
+                lines.append(line)
+                if lines.count(": keepalive") == 2:
+                    change()  # written straight to Redis: no publish
+        return [x for x in lines if x.startswith(("event:", ":"))]
+
+    lines = follow(ended, lambda: rdb.hset(f"job:{ended}", "status", "canceled"))
+    assert lines[0] == "event: progress" and lines[-1] == "event: canceled"
+    assert lines[1:-1] == [": keepalive"] * 2
+    lines = follow(deleted, lambda: rdb.delete(f"job:{deleted}"))
+    assert lines[-1] == "event: deleted"
+    hub = api.server.config.app.state.events
+    wait_for(lambda: hub.watchers() == 0, timeout=10)
+
+
 def test_slow_watcher_keeps_the_newest_and_the_terminal_event():
     async def main():
         hub = EventHub("redis://127.0.0.1:1/0", store=None, timeout_s=1)  # never started: no Redis needed
-        w = Watch(hub, "job:x:events")
+        w = Watch(hub, "x")
         for i in range(3 * QUEUE_SIZE):
-            w.offer({"progress": i})
+            w.offer(json.dumps({"progress": i}))
+            w.offer(None)  # a keepalive only reaches a watcher with nothing else to send
         w.offer(Final({"status": "completed"}))
-        w.offer({"progress": -1})  # nothing after the end
-        items = [await w.next(1) for _ in range(QUEUE_SIZE)]
+        w.offer(json.dumps({"progress": -1}))  # nothing after the end
+        items = [await w.next() for _ in range(QUEUE_SIZE)]
         assert isinstance(items[-1], Final) and w.dropped == 2 * QUEUE_SIZE + 1
-        assert [i["progress"] for i in items[:-1]] == list(range(2 * QUEUE_SIZE + 1, 3 * QUEUE_SIZE))
-        assert await w.next(0.01) is None
+        assert [json.loads(i)["progress"] for i in items[:-1]] == list(range(2 * QUEUE_SIZE + 1, 3 * QUEUE_SIZE))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(w.next(), 0.05)
 
         with pytest.raises(EventsUnavailable):  # a watch on a hub without its connection
-            await hub.watch("y").next(1)
+            await hub.watch("y").next()
         await hub.close()
 
     asyncio.run(main())
