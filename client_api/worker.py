@@ -28,7 +28,7 @@ from restyle.contract import FIELDS
 from restyle.imaging import ImageError
 from restyle.styles import display_name
 
-from . import metrics, uploads
+from . import metrics, storage, uploads
 from .jobs_store import TERMINAL, completion_stats, failure_stats, job_key, now
 from .outages import LABELS, REDIS, STORAGE, TRITON, Dependency, Outages
 from .queue import Delivery
@@ -285,7 +285,7 @@ class Worker:
             if self.outages[STORAGE].down:
                 await self._wait_for(held, STORAGE, stage)
             try:
-                return await asyncio.to_thread(fn, *args)
+                return await storage.call(fn, *args)
             except NotFound:
                 raise
             except STORAGE_ERRORS as e:
@@ -321,7 +321,7 @@ class Worker:
             return
         metrics.job_finished("canceled")
         for prefix in job_prefixes(job_id)[1:]:  # results/ (the upload is the API's to delete)
-            await asyncio.to_thread(self.svc.storage.delete_prefix, prefix)
+            await storage.call(self.svc.storage.delete_prefix, prefix)
 
     async def _watch(self, job_id: str, cancel: threading.Event) -> None:
         """Cancel the pipeline once the job is canceled or deleted through the API."""

@@ -1,11 +1,10 @@
 """Downloads for the local-folder store, reached only through signed expiring links."""
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
+from .. import storage
 from ..deps import ServicesDep
 from ..errors import AppError
 from ..storage import KEY_RE, LocalStorage, NotFound
@@ -21,7 +20,7 @@ async def download(key: str, services: ServicesDep, exp: int = Query(0), sig: st
     if not store.verify(key, exp, sig):
         raise AppError(403, "link_expired", "this link is invalid or has expired; ask for the job again")
     try:
-        data = await asyncio.to_thread(store.get, key)
+        data = await storage.call(store.get, key)
     except NotFound:
         raise AppError(404, "not_found", "file not found") from None
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"})

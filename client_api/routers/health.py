@@ -5,7 +5,7 @@ import asyncio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from .. import metrics
+from .. import metrics, storage
 from ..deps import ServicesDep
 from ..schemas import Readiness
 
@@ -31,7 +31,7 @@ async def ready(request: Request, services: ServicesDep):
     names = ("redis", "storage", "triton")
     checks = dict(zip(names, await asyncio.gather(
         _check(services.redis.ping),
-        _check(lambda: asyncio.to_thread(services.storage.ready)),
+        _check(lambda: storage.call(services.storage.ready)),
         _check(lambda: asyncio.to_thread(request.app.state.triton_ready)))))
     missing = [name for name, ok in checks.items() if not ok]
     # Without the model server jobs are still accepted (the queue is the buffer): stay in the load balancer.

@@ -23,7 +23,7 @@ from restyle.contract import (
     parse_request,
 )
 
-from .. import jobs_store, owner_jobs, uploads, webhooks
+from .. import jobs_store, owner_jobs, storage, uploads, webhooks
 from ..deps import IdempotencyKey, JobDep, OwnerDep, ServicesDep, owned_job
 from ..errors import AppError
 from ..jobs_store import STATS_KEY, TERMINAL, idempotency_key, now
@@ -82,7 +82,7 @@ def _estimate(stats: dict, depth: dict[str, int], outage_s: float) -> float:
 
 async def _original_of(job: dict, services) -> bytes:
     try:
-        return await asyncio.to_thread(services.storage.get, job["original_key"])
+        return await storage.call(services.storage.get, job["original_key"])
     except NotFound:
         days = services.settings.upload_retention_days
         raise AppError(409, "original_gone", f"that job's photo is no longer stored (uploads are kept {days} days); "
@@ -164,7 +164,7 @@ async def submit(
         # A seed fixed now makes a redelivered job reproduce the same picture.
         params.setdefault("seed", secrets.randbelow(2**31))
         # a copy even for from_job: deleting one job's data never breaks another
-        await asyncio.to_thread(services.storage.put, original_key(job_id), image)
+        await storage.call(services.storage.put, original_key(job_id), image)
         created = now()
         fields = {"owner": owner, "status": "queued", "progress": "0", "stage": "queued",
                   "message": "Waiting in queue...", "created_at": created, "style": gen.style,
@@ -190,7 +190,7 @@ async def _undo_submit(services, owner, idempotency_key, job_id) -> None:
     """Leave nothing half-made: no orphan upload, no idempotency key pointing nowhere."""
     for prefix in job_prefixes(job_id):
         try:
-            await asyncio.to_thread(services.storage.delete_prefix, prefix)
+            await storage.call(services.storage.delete_prefix, prefix)
         except Exception:
             pass
     if idempotency_key:
@@ -230,7 +230,7 @@ async def delete_job_data(job: JobDep, services: ServicesDep) -> Response:
     # Cancel first so a worker that holds it stops instead of writing results back.
     await services.store.finish(job["id"], "canceled", {"error": "data deleted by the client"})
     for prefix in job_prefixes(job["id"]):
-        await asyncio.to_thread(services.storage.delete_prefix, prefix)
+        await storage.call(services.storage.delete_prefix, prefix)
     await services.store.delete(job["id"])
     await owner_jobs.remove(services.redis, job["owner"], job["id"])
     return Response(status_code=204)

@@ -1,13 +1,12 @@
 """The caller's own jobs: the history listing and downloads as attachments."""
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from .. import owner_jobs
+from .. import owner_jobs, storage
 from ..deps import JobDep, OwnerDep, ServicesDep
 from ..errors import AppError
 from ..schemas import JobList, error_responses
@@ -50,7 +49,7 @@ async def download(job: JobDep, services: ServicesDep,
     if not key:
         raise AppError(404, "not_found", f"this job has no {kind} picture")
     try:
-        data = await asyncio.to_thread(services.storage.get, key)
+        data = await storage.call(services.storage.get, key)
     except NotFound:
         raise AppError(404, "not_found", f"the {kind} picture is no longer stored") from None
     return Response(data, media_type="image/jpeg", headers={
