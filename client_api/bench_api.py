@@ -277,19 +277,12 @@ async def bench_events(api: ApiProcess, redis_url: str, body: bytes, content_typ
 
 
 def run(*, quick: bool = False, api_workers: int = 1, requests: int | None = None) -> dict:
-    from .config import Settings
     from .local_stack import RedisProcess
 
     requests = requests or (300 if quick else 1500)
     photo = bench_photo()
     body, content_type = multipart(photo)
-    # Beside the API's default store (.run/storage), where a user's uploads land. On some VMs a
-    # folder under /tmp costs ~1 ms of kernel CPU per file or folder created (measured here:
-    # mkdir 0.4-1.3 ms under /tmp, 0.05 ms in the working tree, the same ext4 disk): the disk's
-    # cost, not the API's, and it doubled the server's CPU per submit.
-    run_dir = Settings.model_fields["local_storage_dir"].default.parent
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="restyle-bench-api-", dir=run_dir))
+    tmp = Path(tempfile.mkdtemp(prefix="restyle-bench-api-"))
     redis = RedisProcess()
     api = None
     # The machine's load when the run started: other work on these cores inflates every latency.
