@@ -60,6 +60,15 @@ def _typed(data: dict) -> dict:
     return data
 
 
+def _news(record):
+    """What a job's watchers get from a fresh read of its record."""
+    if record is _LOST:
+        return _LOST
+    if not record or record.get("status") in TERMINAL:
+        return Final(record)
+    return None  # still running: a keepalive
+
+
 class Watch:
     """One watcher's view of one job: progress (JSON text) and keepalives (None), then a Final
     (or EventsUnavailable)."""
@@ -180,11 +189,7 @@ class EventHub:
         except RedisError:
             records = [_LOST] * len(job_ids)
         for job_id, record in zip(job_ids, records):
-            if record is not _LOST and (not record or record.get("status") in TERMINAL):
-                record = Final(record)
-            elif record is not _LOST:
-                record = None  # still running: a keepalive
-            self._offer(channel(job_id), record)
+            self._offer(channel(job_id), _news(record))
 
     def _offer(self, chan: str, item) -> None:
         for w in list(self._watches.get(chan, ())):
