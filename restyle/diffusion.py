@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 
 SIZE_MULTIPLE = 8
 FAST_GUIDANCE = 1.0  # LCM-LoRA's own; <= 1 means no unconditional half (diffusers skips CFG)
+# Graphs a compiled denoiser may hold before dynamo gives up and runs it eagerly from then on
+# (its default, 8 per function, shared by both UNets, was spent within one balanced request):
+# the speed modes' paths (DeepCache reuse or not, ControlNet residuals or none, CFG batch 2 or 1)
+# and the switch to dynamic sizes.
+RECOMPILE_LIMIT = 32
 
 
 def effective_mode(mode: str, mask: np.ndarray | None, hw: tuple[int, int] | None = None) -> str:
@@ -167,9 +172,11 @@ class Restyler:
         for name, net in zip(("controlnet_depth", "controlnet_canny"), controlnet.nets):
             counter.watch(net, name)
         if compile_backend:
-            # the forward only: hooks (cuts, counting) stay eager Python around the compiled graph
+            # The forward only: the counting hooks stay eager around it; the cuts' block hooks are
+            # traced into it, one graph per path (RECOMPILE_LIMIT). Own entries per denoiser.
             for model in denoisers:
-                model.forward = torch.compile(model.forward, backend=compile_backend)
+                model.forward = torch.compile(model.forward, backend=compile_backend,
+                                              recompile_limit=RECOMPILE_LIMIT, isolate_recompiles=True)
         log.info("diffusion loaded from %s on %s (%s) in %.1fs", model_dir, device, dtype, time.perf_counter() - t0)
         return cls(pipes, cuts, counter, device, dtype)
 
