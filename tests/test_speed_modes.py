@@ -126,9 +126,11 @@ def test_structure_of_faster_modes_stays_near_quality(restyler):
 
 def test_compiled_denoisers_match_eager(model_dir, restyler, room):
     """The t4 profile's compile path (torch.compile of every UNet's and ControlNet's forward, the
-    hooks staying eager around it), here with the aot_eager backend: dynamo's tracing, guards and
-    graph breaks are the real ones, inductor's code generation would take minutes on this CPU.
-    Tolerance: 1/255 per pixel."""
+    counting hooks staying eager around it), here with the aot_eager backend: dynamo's tracing,
+    guards and graph breaks are the real ones, inductor's code generation would take minutes on
+    this CPU. Tolerance: 1/255 per pixel. And no denoiser runs out of graphs: dynamo's default limit
+    (8 per function, shared by both UNets) was used up within these three requests, after which the
+    rest ran eagerly with nothing but a log line to say so."""
     compiled = Restyler.load(model_dir, "cpu", torch.float32, compile_backend="aot_eager")
     gave_up = []  # dynamo's warning when a function's graphs are used up: it runs eagerly from then on
 
