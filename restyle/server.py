@@ -53,13 +53,15 @@ class TritonServer:
         return f"http://{self.host}:{self.metrics_port}/metrics"
 
     def alive(self) -> bool:
+        """Until every thread has exited. A zombie (exited child not yet reaped) still answers kill(0),
+        and a SIGKILLed server's main thread turns zombie while its other threads still tear down and
+        hold its ports (~0.1 s here, longer on busy CI cores, where a restart then found them taken)."""
         try:
             os.kill(self.pid, 0)
+            tasks = os.listdir(f"/proc/{self.pid}/task")
         except OSError:
             return False
-        # A zombie (exited child not yet reaped) still answers kill(0).
-        stat = Path(f"/proc/{self.pid}/stat")
-        return stat.exists() and stat.read_text().split()[2] != "Z"
+        return any(_state(Path(f"/proc/{self.pid}/task/{tid}/stat")) not in ("Z", "X", None) for tid in tasks)
 
     def ready(self) -> bool:
         try:
@@ -79,6 +81,13 @@ class TritonServer:
         if self.alive():
             os.killpg(self.pid, signal.SIGKILL)
         _reap(self.pid)
+
+
+def _state(stat: Path) -> str | None:
+    try:  # the command name in parentheses may hold spaces
+        return stat.read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 def _reap(pid: int) -> None:

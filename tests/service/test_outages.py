@@ -19,7 +19,7 @@ from svc_helpers import jpeg, sse_events, submit, wait_for, ws_events
 
 from client_api.jobs_store import TERMINAL, job_key
 from restyle import server
-from restyle.server_ports import free_port
+from restyle.server_ports import free_port, port_in_use
 
 # Today's (pre-issue-11) whole client backoff was 1 + 2 + 4 s: every outage here lasts longer.
 OLD_BACKOFF_S = 7
@@ -39,6 +39,8 @@ class Triton:
     def kill(self) -> float:
         os.killpg(self.srv.pid, signal.SIGKILL)
         wait_for(lambda: not self.srv.alive(), timeout=10)
+        # "not alive" must mean its ports are free: a restart found one taken while threads tore down
+        assert not [p for p in self.ports if port_in_use(p)]
         return time.monotonic()
 
     def stop(self) -> None:
