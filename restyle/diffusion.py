@@ -41,9 +41,15 @@ SIZE_MULTIPLE = 8
 FAST_GUIDANCE = 1.0  # LCM-LoRA's own; <= 1 means no unconditional half (diffusers skips CFG)
 # Graphs a compiled denoiser may hold before dynamo gives up and runs it eagerly from then on
 # (its default, 8 per function, shared by both UNets, was spent within one balanced request):
-# the speed modes' paths (DeepCache reuse or not, ControlNet residuals or none, CFG batch 2 or 1)
-# and the switch to dynamic sizes.
+# the speed modes' paths (DeepCache reuse or not, ControlNet residuals or none, CFG batch 2 or 1),
+# each for the first size and for symbolic sizes. Counted on the tiny build after warm_up(): the
+# quality/balanced UNet 12, each ControlNet 6, the fast UNet 2 (tests/test_speed_modes.py); sizes
+# outside their guards add a few (on a CPU, convolution backends change with the size).
 RECOMPILE_LIMIT = 32
+# Photo shapes compiled before the first request: most room photos are 4:3. The first size gets
+# graphs of its own; the second, with both sides different, graphs with symbolic sizes that
+# serve every other size.
+WARMUP_ASPECTS = ((3, 4), (4, 3))
 
 
 def effective_mode(mode: str, mask: np.ndarray | None, hw: tuple[int, int] | None = None) -> str:
@@ -58,6 +64,18 @@ def effective_mode(mode: str, mask: np.ndarray | None, hw: tuple[int, int] | Non
     if mode == "keep_furniture" and furniture.all():
         return "full"
     return mode
+
+
+def warmup_sizes(long_side: int, multiple: int) -> list[tuple[int, int]]:
+    from restyle.imaging import working_size
+    return [working_size(h, w, long_side, multiple) for h, w in WARMUP_ASPECTS]
+
+
+def _same_kwargs(module, args, kwargs):
+    """The inpaint pipelines call the UNet without ``timestep_cond``: one set of keyword arguments
+    lets both pipelines share compiled graphs (dynamo guards on their number)."""
+    kwargs.setdefault("timestep_cond", None)
+    return args, kwargs
 
 
 def _to_uint8_map(x: np.ndarray, hw: tuple[int, int], name: str) -> np.ndarray:
@@ -112,9 +130,10 @@ class Restyler:
 
     @classmethod
     def load(cls, model_dir: Path, device: str = "cpu", dtype: torch.dtype = torch.float32,
-             compile_backend: str | None = None) -> "Restyler":
+             compile_backend: str | Callable | None = None) -> "Restyler":
         """Load ``model_dir/{sd,controlnet_depth,controlnet_canny,lcm_lora}`` (export/diffusion.py's
-        layout). ``compile_backend``: torch.compile the UNets and ControlNets with it."""
+        layout). ``compile_backend``: torch.compile the UNets and ControlNets with it (then
+        warm_up() before serving: compiling happens at a graph's first call)."""
         from diffusers import (
             ControlNetModel,
             LCMScheduler,
@@ -174,6 +193,8 @@ class Restyler:
         if compile_backend:
             # The forward only: the counting hooks stay eager around it; the cuts' block hooks are
             # traced into it, one graph per path (RECOMPILE_LIMIT). Own entries per denoiser.
+            for unet in (pipe.unet, lcm_unet):
+                unet.register_forward_pre_hook(_same_kwargs, with_kwargs=True)
             for model in denoisers:
                 model.forward = torch.compile(model.forward, backend=compile_backend,
                                               recompile_limit=RECOMPILE_LIMIT, isolate_recompiles=True)
@@ -248,6 +269,24 @@ class Restyler:
         if mode != "full":
             out = self._paste_back(image, out, repaint)
         return out
+
+    def warm_up(self, sizes: list[tuple[int, int]], report: Callable[[str], None] = log.info) -> None:
+        """One request per speed and size, on a synthetic room: a compiled engine compiles each
+        graph at its first call (minutes on a GPU), which the server's start pays instead of its
+        first users. Default steps, so every path of the speeds' cuts runs; a mask mode shares
+        the full mode's graphs (_same_kwargs)."""
+        from restyle.contract import SPEEDS, parse_request
+        from restyle.edges import canny
+        from restyle.samples import synthetic_room
+
+        runs = [(size, speed) for size in sizes for speed in SPEEDS]
+        for i, ((h, w), speed) in enumerate(runs, 1):
+            image = synthetic_room(w, h)
+            depth = np.tile(np.linspace(0, 255, h, dtype=np.float32)[:, None], (1, w)).astype(np.uint8)
+            t0 = time.perf_counter()
+            self.generate(image, depth, canny(image), None,
+                          parse_request(style="modern", room_type="living room", speed=speed, seed=0))
+            report(f"diffusion warm-up {i}/{len(runs)}: {speed} at {w}x{h} in {time.perf_counter() - t0:.1f} s")
 
     def _fit_prompt(self, text: str) -> str:
         """Drop trailing comma-separated phrases until the prompt fits CLIP's 77 tokens, so the

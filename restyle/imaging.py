@@ -77,17 +77,23 @@ def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
 
 
-def fit_to_working(img: np.ndarray, long_side: int, multiple: int) -> np.ndarray:
-    """Resize so the long side is `long_side`, keeping the aspect ratio, sides multiples of `multiple`."""
+def working_size(h: int, w: int, long_side: int, multiple: int) -> tuple[int, int]:
+    """(height, width) of an h x w image resized so its long side is `long_side`, keeping the aspect
+    ratio, sides multiples of `multiple`."""
     if long_side < multiple or multiple < 1:
         raise ValueError(f"long_side ({long_side}) must be >= multiple ({multiple}) >= 1")
-    h, w = img.shape[:2]
     scale = long_side / max(h, w)
 
     def snap(v: float) -> int:
         return max(multiple, int(round(v * scale / multiple)) * multiple)
 
-    return _resize(img, snap(w), snap(h))
+    return snap(h), snap(w)
+
+
+def fit_to_working(img: np.ndarray, long_side: int, multiple: int) -> np.ndarray:
+    """Resize to working_size()."""
+    h, w = working_size(*img.shape[:2], long_side, multiple)
+    return _resize(img, w, h)
 
 
 def restore_aspect(img: np.ndarray, orig_hw: tuple[int, int], max_long_side: int) -> np.ndarray:

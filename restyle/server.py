@@ -233,7 +233,9 @@ def start(profile: str, http_port: int, grpc_port: int, metrics_port: int, *,
     while not server.ready():
         if proc.poll() is not None or time.monotonic() > deadline:
             server.stop(timeout_s=5)
-            why = "exited" if proc.poll() is not None else f"was not ready after {time.monotonic() - started:.0f} s"
+            why = "exited" if proc.poll() is not None else (
+                f"was not ready after {time.monotonic() - started:.0f} s (if it was still loading or, on a GPU, "
+                "compiling, raise RESTYLE_TRITON_START_TIMEOUT_S)")
             raise TritonStartError(f"tritonserver {why}; the log ({log}) says:\n{_failure(log)}")
         if on_wait:
             on_wait(server)

@@ -54,6 +54,7 @@ class StepCuts:
     MultiControlNet is called once, then the UNet once."""
 
     def __init__(self, unet, controlnet):
+        self._deep_out: dict[int, torch.Tensor] = {}
         self._reset()
         self._nets = controlnet.nets
         unet.register_forward_pre_hook(self._unet_in, with_kwargs=True)
@@ -76,7 +77,12 @@ class StepCuts:
     def _reset(self) -> None:
         self.cuts, self.cfg, self.total, self.step = Cuts(), False, 0, 0
         self.halve = self.reusing = False  # the current step's decisions
-        self._decided, self._cache, self._cache_batch = -1, {}, 0
+        # The deep blocks' outputs of the last full step. Written inside the compiled UNet, so dynamo
+        # guards on the dict's length: emptied before every full step, it is empty there and full on
+        # reuse steps, which keeps it to the two graphs `reusing` makes anyway (holding the
+        # ControlNets' residuals too, or last step's outputs, multiplied the graphs past the limit).
+        self._deep_out.clear()
+        self._decided, self._controlnet_out, self._cache_batch = -1, None, 0
         self._embedded = {}  # net index -> (its control image, that image embedded)
 
     def _begin(self, batch: int) -> None:
@@ -90,14 +96,15 @@ class StepCuts:
         self.reusing = bool(c.cache_interval > 1 and self.step % c.cache_interval and self._cache_batch == run_batch)
         if not self.reusing:
             self._cache_batch = run_batch
+            self._deep_out.clear()
 
     def _deep(self, forward, key: int):
         def run(*args, **kwargs):
             if self.reusing:
-                return self._cache[key]
-            out = forward(*args, **kwargs)
-            if self.cuts.cache_interval > 1:
-                self._cache[key] = out
+                return self._deep_out[key]
+            # kept in every mode (freed at the next full step): a condition here would be one
+            # more guard, and quality's full steps could not share balanced's compiled graphs
+            out = self._deep_out[key] = forward(*args, **kwargs)
             return out
         return run
 
@@ -109,7 +116,7 @@ class StepCuts:
         if not active:
             return None, None
         if self.reusing:
-            return self._cache["controlnet"]
+            return self._controlnet_out
         if self.halve:
             sample, encoder_hidden_states = _cond_half(sample), _cond_half(encoder_hidden_states)
         kwargs["return_dict"] = False
@@ -121,7 +128,7 @@ class StepCuts:
             down = d if down is None else [a + b for a, b in zip(down, d)]
             mid = m if mid is None else mid + m
         if self.cuts.cache_interval > 1:
-            self._cache["controlnet"] = down, mid
+            self._controlnet_out = down, mid
         return down, mid
 
     def _embedding(self, i: int, image: torch.Tensor) -> torch.Tensor:

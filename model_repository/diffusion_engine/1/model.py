@@ -11,7 +11,7 @@ import triton_python_backend_utils as pb_utils
 
 from restyle import cancellation
 from restyle.depth import to_map
-from restyle.diffusion import Restyler
+from restyle.diffusion import Restyler, warmup_sizes
 from restyle.triton_adapter import StageModel, error_message, generation_params, read_inputs, scalar, send_error
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
@@ -21,8 +21,12 @@ class TritonPythonModel(StageModel):
     decoupled = True
 
     def setup(self):
-        self.restyler = Restyler.load(self.artifacts / "diffusion", self.profile.device,
-                                      getattr(torch, self.profile.dtype), self.profile.compile_backend)
+        p = self.profile
+        self.restyler = Restyler.load(self.artifacts / "diffusion", p.device, getattr(torch, p.dtype),
+                                      p.compile_backend)
+        if p.compile_backend:  # compiled at each graph's first call: during the start, not a request
+            self.restyler.warm_up(warmup_sizes(p.working_long_side, p.size_multiple),
+                                  report=pb_utils.Logger.log_info)
 
     def execute(self, requests):
         for request in requests:
