@@ -16,6 +16,7 @@ from playwright.sync_api import expect, sync_playwright
 from svc_helpers import image_size, submit, wait_for
 
 from client_api.worker import load_pipeline
+from restyle.contract import MAX_STEPS
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[2] / "out" / "studio-screenshots"
@@ -207,12 +208,14 @@ def test_reload_mid_job_resumes_it(stack, page, shot, room_jpeg):
     api = stack()
     page.add_init_script(SEEN_SCRIPT)
     page.goto(api.url)
-    job_id = start_job(page, room_jpeg, steps=40)
-    expect(page.locator("#progress-step")).to_contain_text("of 40", timeout=60_000)
+    # the most steps a request may ask for: the job must still run once the reloaded page is back
+    # (it failed once on busy CI cores, maybe for that)
+    job_id = start_job(page, room_jpeg, steps=MAX_STEPS)
+    expect(page.locator("#progress-step")).to_contain_text(f"of {MAX_STEPS}", timeout=60_000)
     page.reload()
     assert page.url.endswith(f"?job={job_id}")
     expect(page.locator("#progress")).to_be_visible()
-    page.wait_for_function("window.seen.some((s) => /^Step \\d+ of 40$/.test(s))", timeout=60_000)
+    page.wait_for_function(f"window.seen.some((s) => /^Step \\d+ of {MAX_STEPS}$/.test(s))", timeout=60_000)
     shot()
     page.get_by_role("button", name="Cancel").click()
     expect(page.locator("#progress-text")).to_have_text("Canceled.", timeout=30_000)
