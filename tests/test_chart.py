@@ -47,7 +47,8 @@ VALUE_SETS = {
         "secrets": {"existingSecret": "restyle-app"}, "storage": {"existingSecret": "restyle-s3"},
         "redis": {"external": {"existingSecret": "restyle-redis"}},
         "triton": {"autoscaling": {"enabled": True, "via": "prometheus-adapter"},
-                   "modelStore": {"volume": {"build": {"enabled": False}}}},
+                   "modelStore": {"volume": {"build": {"enabled": False}}},
+                   "compileCache": {"claim": "restyle-compile-cache"}},
     },
 }
 SECRET_VALUES = ["s3-secret-value", "redis-pw-value", "admin-key-value", "wh-secret-value", "models-key", "k1,k2"]
@@ -221,6 +222,7 @@ def test_values_queue_names_equal_the_settings_defaults():
 
 SERVICE_COMPONENTS = ("-api", "-worker", "-storage-lifecycle")
 TRITON_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"}  # Triton's S3 store reads these
+COMPILE_CACHE = {"name": "TORCHINDUCTOR_CACHE_DIR", "value": "/compile-cache"}  # torch.compile's, on a shared claim
 
 
 def test_every_env_var_is_a_settings_field(rendered):
@@ -239,7 +241,7 @@ def test_every_env_var_is_a_settings_field(rendered):
             elif workload.endswith(("-triton", "-redis")) or "-build-" in workload:
                 restyle = {n for n in names if n.startswith("RESTYLE_")}
                 assert restyle <= model_fields, (workload, restyle - model_fields)
-                assert names - restyle <= TRITON_ENV | {"HOME"}, (workload, names - restyle)
+                assert names - restyle <= TRITON_ENV | {"HOME", COMPILE_CACHE["name"]}, (workload, names - restyle)
                 assert not refs
             else:
                 pytest.fail(f"unexpected workload {workload}")
@@ -294,11 +296,18 @@ def test_triton_pod(rendered):
     assert {"name": "dshm", "mountPath": "/dev/shm"} in triton["volumeMounts"]
     repo = next(a for a in triton["command"] if a.startswith("--model-repository="))
     env = {e["name"] for e in triton.get("env", [])}
+    shared_cache = COMPILE_CACHE in triton.get("env", [])
+    assert shared_cache is (name == "existing-secrets-prometheus-adapter")
+    if shared_cache:  # every pod compiles into, and reads from, the one claim
+        assert {"name": "compile-cache", "mountPath": "/compile-cache"} in triton["volumeMounts"]
+        assert {"name": "compile-cache", "persistentVolumeClaim": {"claimName": "restyle-compile-cache"}} in spec["volumes"]
+    else:
+        assert not [m for m in triton["volumeMounts"] if m["name"] == "compile-cache"]
     if "s3" in name:
         assert repo == "--model-repository=s3://https://acct.r2.cloudflarestorage.com:443/restyle-models/model_repository"
         assert TRITON_ENV <= env
     else:
-        assert repo == "--model-repository=/artifacts/model_repository" and not env
+        assert repo == "--model-repository=/artifacts/model_repository" and env <= {COMPILE_CACHE["name"]}
     builds = [j for j in by_kind(docs, "Job").values()]
     if name in ("external-redis-volume", "autoscaling-off"):
         (build,) = builds
