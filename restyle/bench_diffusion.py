@@ -25,7 +25,9 @@ BASELINE_STEPS = 20
 KEYS = ("baseline_ms", "quality_ms", "balanced_ms", "fast_ms", "quality_vs_baseline_ratio",
         "fast_vs_quality_ratio", "evals_quality", "evals_balanced", "evals_fast")
 GPU_KEYS = ("gpu_name", "baseline_ms", "quality_ms", "balanced_ms", "fast_ms", "quality_vs_baseline_ratio",
-            "fast_vs_quality_ratio", "peak_mem_mb")
+            "fast_vs_quality_ratio", "peak_mem_mb",
+            # each mode's first call: torch.compile's graphs for this size, then one run
+            "quality_first_ms", "balanced_first_ms", "fast_first_ms")
 STYLE, ROOM = "modern", "living room"
 # Each balanced lever alone, then together (`--levers`): what the defaults in restyle.speed rest on.
 LEVERS = {
@@ -94,12 +96,17 @@ def engine_call(engine, scene: Scene, speed: str, cuts: Cuts | None = None,
 
 def medians(calls: dict[str, Callable[[], object]], repeats: int, sync: Callable[[], None] = lambda: None,
             progress: Callable[[str], None] = lambda _: None,
-            clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+            clock: Callable[[], float] = time.perf_counter, first_ms: dict[str, float] | None = None) -> dict[str, float]:
     """Median milliseconds of each call (wall clock unless told), measured round-robin after one
-    warm-up each."""
+    warm-up each; ``first_ms`` receives the warm-up calls' milliseconds."""
     for name, call in calls.items():
         progress(f"warm-up {name}")
+        sync()
+        t0 = clock()
         call()
+        sync()
+        if first_ms is not None:
+            first_ms[name] = (clock() - t0) * 1000.0
     times: dict[str, list[float]] = {name: [] for name in calls}
     for r in range(repeats):
         for name, call in calls.items():
@@ -178,10 +185,12 @@ def run_gpu(model_dir: Path, *, size: int, repeats: int, compile_backend: str | 
     sync = torch.cuda.synchronize
     peaks = {}
 
+    first: dict[str, float] = {}
+
     def measured(name: str, calls: dict) -> dict[str, float]:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-        ms = medians(calls, repeats, sync, progress)
+        ms = medians(calls, repeats, sync, progress, first_ms=first)
         peaks[name] = torch.cuda.max_memory_allocated() / 2**20
         return ms
 
@@ -193,6 +202,7 @@ def run_gpu(model_dir: Path, *, size: int, repeats: int, compile_backend: str | 
     progress(f"peak memory: baseline {peaks['baseline']:.0f} MiB, engine {peaks['engine']:.0f} MiB")
     result = {"gpu_name": torch.cuda.get_device_name(), "peak_mem_mb": round(peaks["engine"])}
     result.update({f"{name}_ms": round(value, 1) for name, value in ms.items()})
+    result.update({f"{name}_first_ms": round(value, 1) for name, value in first.items()})
     result.update(_ratios(ms))
     return {key: result[key] for key in GPU_KEYS}
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from restyle.bench_diffusion import GPU_KEYS, KEYS, LEVERS
+from restyle.bench_diffusion import GPU_KEYS, KEYS, LEVERS, medians
 from restyle_cli.bench import bench_app
 
 
@@ -50,6 +50,17 @@ def test_bench_diffusion_levers(runner, tmp_path):
     evals = {r["lever"]: r["evals"] for r in rows}
     assert all(evals[name] < evals["none (quality)"] for name in LEVERS if name != "none (quality)")
     assert all(0 <= r["structure"] <= 1 for r in rows)
+
+
+def test_medians_keep_the_first_call_apart():
+    """The warm-up call (on a GPU: torch.compile's graphs, then a run) is reported on its own and left
+    out of the medians."""
+    now = [0.0]
+    seconds = {"a": iter([5.0, 1.0, 2.0, 3.0]), "b": iter([9.0, 4.0, 4.0, 6.0])}
+    calls = {name: (lambda it=it: now.__setitem__(0, now[0] + next(it))) for name, it in seconds.items()}
+    first = {}
+    assert medians(calls, 3, clock=lambda: now[0], first_ms=first) == {"a": 2000.0, "b": 4000.0}
+    assert first == {"a": 5000.0, "b": 9000.0}
 
 
 def test_bench_gpu_refuses_clearly_without_cuda(runner, tmp_path):
