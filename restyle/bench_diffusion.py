@@ -51,12 +51,9 @@ class Scene:
 
     @classmethod
     def make(cls, size: int) -> "Scene":
-        from restyle.edges import canny
-        from restyle.samples import synthetic_room
+        from restyle.samples import synthetic_scene
 
-        image = synthetic_room(size, size)
-        depth = np.tile(np.linspace(0, 255, size, dtype=np.float32)[:, None], (1, size)).astype(np.uint8)
-        return cls(image, depth, canny(image))
+        return cls(*synthetic_scene(size, size))
 
 
 def _rgb(gray: np.ndarray):

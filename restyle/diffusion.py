@@ -276,15 +276,12 @@ class Restyler:
         first users. Default steps, so every path of the speeds' cuts runs; a mask mode shares
         the full mode's graphs (_same_kwargs)."""
         from restyle.contract import SPEEDS, parse_request
-        from restyle.edges import canny
-        from restyle.samples import synthetic_room
+        from restyle.samples import synthetic_scene
 
         runs = [(size, speed) for size in sizes for speed in SPEEDS]
         for i, ((h, w), speed) in enumerate(runs, 1):
-            image = synthetic_room(w, h)
-            depth = np.tile(np.linspace(0, 255, h, dtype=np.float32)[:, None], (1, w)).astype(np.uint8)
             t0 = time.perf_counter()
-            self.generate(image, depth, canny(image), None,
+            self.generate(*synthetic_scene(h, w), None,
                           parse_request(style="modern", room_type="living room", speed=speed, seed=0))
             report(f"diffusion warm-up {i}/{len(runs)}: {speed} at {w}x{h} in {time.perf_counter() - t0:.1f} s")
 

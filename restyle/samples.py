@@ -41,6 +41,16 @@ def synthetic_room(width: int = 640, height: int = 480, seed: int = 0) -> np.nda
     return np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
 
 
+def synthetic_scene(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The synthetic room with the control maps the diffusion engine takes: a depth ramp (uint8,
+    near at the bottom) and its canny edges."""
+    from restyle.edges import canny
+
+    image = synthetic_room(width, height)
+    depth = np.tile(np.linspace(0, 255, height, dtype=np.float32)[:, None], (1, width)).astype(np.uint8)
+    return image, depth, canny(image)
+
+
 if __name__ == "__main__":  # `python -m restyle.samples room.jpg`: a photo to try the commands with
     import sys
     from pathlib import Path

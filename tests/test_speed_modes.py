@@ -10,7 +10,7 @@ import torch
 from restyle.contract import parse_request
 from restyle.diffusion import Restyler
 from restyle.quality import assess
-from restyle.samples import synthetic_room
+from restyle.samples import synthetic_scene
 from restyle.speed import CUTS, STRUCTURE_TOLERANCE, Cuts
 
 H, W = 128, 192
@@ -28,13 +28,9 @@ def restyler(model_dir) -> Restyler:
 
 def make_room(h, w):
     """A synthetic room, its depth (a ramp), edges and a furniture mask (a box)."""
-    from restyle.edges import canny
-
-    image = synthetic_room(w, h)
-    depth = np.tile(np.linspace(0, 255, h, dtype=np.float32)[:, None], (1, w)).astype(np.uint8)
     mask = np.zeros((h, w), np.uint8)
     mask[h // 3:2 * h // 3, w // 4:w // 2] = 255
-    return image, depth, canny(image), mask
+    return (*synthetic_scene(h, w), mask)
 
 
 @pytest.fixture(scope="module")
@@ -117,11 +113,7 @@ def test_fast_unet_is_the_lora_fused_and_quality_unet_untouched(restyler, model_
 def test_structure_of_faster_modes_stays_near_quality(restyler):
     """restyle.quality's structure score of balanced and fast (their default steps) within
     STRUCTURE_TOLERANCE of quality's, on the tiny pipeline and a synthetic room."""
-    from restyle.edges import canny
-
-    image = synthetic_room(128, 128)
-    depth = np.tile(np.linspace(0, 255, 128, dtype=np.float32)[:, None], (1, 128)).astype(np.uint8)
-    edges = canny(image)
+    image, depth, edges = synthetic_scene(128, 128)
     scores = {}
     for speed in ("quality", "balanced", "fast"):
         params = parse_request(style="modern", room_type="living room", seed=1, speed=speed)
