@@ -24,7 +24,7 @@ from restyle.speed import CUTS, Cuts
 BASELINE_STEPS = 20
 KEYS = ("baseline_ms", "quality_ms", "balanced_ms", "fast_ms", "quality_vs_baseline_ratio",
         "fast_vs_quality_ratio", "evals_quality", "evals_balanced", "evals_fast")
-GPU_KEYS = ("gpu_name", "baseline_ms", "quality_ms", "balanced_ms", "fast_ms", "quality_vs_baseline_ratio",
+GPU_KEYS = ("gpu_name", "compile", "baseline_ms", "quality_ms", "balanced_ms", "fast_ms", "quality_vs_baseline_ratio",
             "fast_vs_quality_ratio", "peak_mem_mb",
             # each mode's first call: torch.compile's graphs for this size, then one run
             "quality_first_ms", "balanced_first_ms", "fast_first_ms")
@@ -171,7 +171,7 @@ def check_gpu() -> None:
 
 
 def run_gpu(model_dir: Path, *, size: int, repeats: int, compile_backend: str | None,
-            progress=lambda _: None) -> dict:
+            compile_scope: str = "blocks", progress=lambda _: None) -> dict:
     """t4 architectures with random full-size fp16 weights on whatever CUDA GPU is here: the
     figures of GPU_KEYS. Baseline and engine are measured one after the other, each with the
     GPU to itself, so each peak memory is its own."""
@@ -194,10 +194,11 @@ def run_gpu(model_dir: Path, *, size: int, repeats: int, compile_backend: str | 
     baseline = load_baseline(model_dir, "cuda", dtype)
     ms = measured("baseline", {"baseline": baseline_call(baseline, scene)})
     del baseline
-    engine = Restyler.load(model_dir, "cuda", dtype, compile_backend=compile_backend)
+    engine = Restyler.load(model_dir, "cuda", dtype, compile_backend=compile_backend, compile_scope=compile_scope)
     ms.update(measured("engine", {speed: engine_call(engine, scene, speed) for speed in SPEEDS}))
     progress(f"peak memory: baseline {peaks['baseline']:.0f} MiB, engine {peaks['engine']:.0f} MiB")
-    result = {"gpu_name": torch.cuda.get_device_name(), "peak_mem_mb": round(peaks["engine"])}
+    result = {"gpu_name": torch.cuda.get_device_name(), "peak_mem_mb": round(peaks["engine"]),
+              "compile": f"{compile_backend}/{compile_scope}" if compile_backend else "none"}
     result.update({f"{name}_ms": round(value, 1) for name, value in ms.items()})
     result.update({f"{name}_first_ms": round(value, 1) for name, value in first.items()})
     result.update(_ratios(ms))

@@ -39,17 +39,25 @@ log = logging.getLogger(__name__)
 
 SIZE_MULTIPLE = 8
 FAST_GUIDANCE = 1.0  # LCM-LoRA's own; <= 1 means no unconditional half (diffusers skips CFG)
-# Graphs a compiled denoiser may hold before dynamo gives up and runs it eagerly from then on
-# (its default, 8 per function, shared by both UNets, was spent within one balanced request):
-# the speed modes' paths (DeepCache reuse or not, ControlNet residuals or none, CFG batch 2 or 1),
-# each for the first size and for symbolic sizes. Counted on the tiny build after warm_up(): the
-# quality/balanced UNet 12, each ControlNet 6, the fast UNet 2 (tests/test_speed_modes.py); sizes
-# outside their guards add a few (on a CPU, convolution backends change with the size).
-RECOMPILE_LIMIT = 32
+# Graphs a compiled function may hold before dynamo gives up and runs it eagerly from then on
+# (its default, 8, was spent within one balanced request). Counted after warm_up():
+# "model" scope, on the tiny build: the quality/balanced UNet 12, each ControlNet 6, the fast UNet
+# 2 (the speed modes' paths are traced into each forward); "blocks" scope, on the full-size
+# architectures: ResnetBlock2D 29 (one per channel layout, batch 2 and batch 1), Transformer2DModel
+# 8 (tests/test_speed_modes.py, BENCHMARKS.md). On a CPU convolution backends change with the size
+# and add a few.
+RECOMPILE_LIMIT = 64
 # Photo shapes compiled before the first request: most room photos are 4:3. The first size gets
 # graphs of its own; the second, with both sides different, graphs with symbolic sizes that
 # serve every other size.
 WARMUP_ASPECTS = ((3, 4), (4, 3))
+# What torch.compile compiles: each denoiser's whole forward ("model"), or the blocks SD's UNet
+# and ControlNet repeat ("blocks": the resnets and the attention blocks, most of the MACs), with
+# symbolic sizes, one graph per channel layout shared by every instance of it in all four
+# denoisers; the speed modes' hooks stay eager between them. "blocks" compiles ~10x less
+# (BENCHMARKS.md), which is what a start or a scale-out pays.
+COMPILE_SCOPES = ("model", "blocks")
+REPEATED_BLOCKS = ("ResnetBlock2D", "Transformer2DModel")
 
 
 def effective_mode(mode: str, mask: np.ndarray | None, hw: tuple[int, int] | None = None) -> str:
@@ -130,10 +138,11 @@ class Restyler:
 
     @classmethod
     def load(cls, model_dir: Path, device: str = "cpu", dtype: torch.dtype = torch.float32,
-             compile_backend: str | Callable | None = None) -> "Restyler":
+             compile_backend: str | Callable | None = None, compile_scope: str = "blocks") -> "Restyler":
         """Load ``model_dir/{sd,controlnet_depth,controlnet_canny,lcm_lora}`` (export/diffusion.py's
-        layout). ``compile_backend``: torch.compile the UNets and ControlNets with it (then
-        warm_up() before serving: compiling happens at a graph's first call)."""
+        layout). ``compile_backend``: torch.compile the UNets and ControlNets with it, over
+        ``compile_scope`` (COMPILE_SCOPES); then warm_up() before serving: compiling happens at a
+        graph's first call."""
         from diffusers import (
             ControlNetModel,
             LCMScheduler,
@@ -149,6 +158,8 @@ class Restyler:
         if missing:
             raise FileNotFoundError(f"{model_dir} lacks {', '.join(missing)}; build it with "
                                     f"`restyle models build` (export/diffusion.py)")
+        if compile_scope not in COMPILE_SCOPES:
+            raise ValueError(f"unknown compile scope '{compile_scope}'; choose one of: {', '.join(COMPILE_SCOPES)}")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError("device 'cuda' requested but torch sees no GPU")
         t0 = time.perf_counter()
@@ -182,6 +193,7 @@ class Restyler:
         denoisers = [pipe.unet, lcm_unet, *controlnet.nets]
         for model in denoisers:
             model.fuse_qkv_projections()  # one matmul for q, k, v (after the LoRA is fused into them)
+            model.requires_grad_(False)  # inference only (dynamo guards on it: one flag for all four)
             if device.startswith("cuda"):
                 model.to(memory_format=torch.channels_last)
         cuts = StepCuts(pipe.unet, controlnet)
@@ -190,7 +202,7 @@ class Restyler:
         counter.watch(lcm_unet, "unet")
         for name, net in zip(("controlnet_depth", "controlnet_canny"), controlnet.nets):
             counter.watch(net, name)
-        if compile_backend:
+        if compile_backend and compile_scope == "model":
             # The forward only: the counting hooks stay eager around it; the cuts' block hooks are
             # traced into it, one graph per path (RECOMPILE_LIMIT). Own entries per denoiser.
             for unet in (pipe.unet, lcm_unet):
@@ -198,6 +210,13 @@ class Restyler:
             for model in denoisers:
                 model.forward = torch.compile(model.forward, backend=compile_backend,
                                               recompile_limit=RECOMPILE_LIMIT, isolate_recompiles=True)
+        elif compile_backend:
+            # one backend object for all: dynamo recompiles a function called with another
+            blocks = [block for model in denoisers for block in model.modules()
+                      if type(block).__name__ in REPEATED_BLOCKS]
+            for block in blocks:
+                block.forward = torch.compile(block.forward, backend=compile_backend, dynamic=True,
+                                              recompile_limit=RECOMPILE_LIMIT)
         log.info("diffusion loaded from %s on %s (%s) in %.1fs", model_dir, device, dtype, time.perf_counter() - t0)
         return cls(pipes, cuts, counter, device, dtype)
 

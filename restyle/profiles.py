@@ -17,6 +17,7 @@ class Profile:
     onnx_serving: str  # "python" (onnxruntime inside a python model) | "onnxruntime" (Triton's backend)
     tensorrt: bool = False
     compile_backend: str | None = None  # torch.compile backend for the diffusion UNets and ControlNets
+    compile_scope: str = "blocks"  # what it compiles: restyle.diffusion.COMPILE_SCOPES
     max_output_side: int = 2048  # the Triton result's long side; the job API sends <= its working_max_side
     instances: dict[str, int] = field(default_factory=dict)
     # Dynamic batching only where the model has a batch axis (the ONNX models); the queue

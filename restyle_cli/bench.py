@@ -124,14 +124,22 @@ def gpu(
     size: int = typer.Option(512, help="image side in pixels"),
     compile_backend: str = typer.Option("t4", "--compile", help="torch.compile backend for the engine, "
                                         "'t4' for the t4 profile's, 'none' for eager"),
+    compile_scope: str = typer.Option("t4", "--compile-scope", help="what it compiles: 'model' (each "
+                                      "denoiser's forward), 'blocks' (the repeated blocks), 't4' for the t4 profile's"),
     json_path: Path = typer.Option(None, "--json", help="write the figures as one flat JSON object"),
 ) -> None:
     """On a CUDA GPU: t4 architectures, random fp16 weights, 20 steps: bare diffusers eager vs
     the engine in each speed mode, and the engine's peak GPU memory."""
     from restyle import bench_diffusion
+    from restyle.diffusion import COMPILE_SCOPES
     from restyle.profiles import get_profile
 
-    backend = {"t4": get_profile("t4").compile_backend, "none": None}.get(compile_backend, compile_backend)
+    t4 = get_profile("t4")
+    backend = {"t4": t4.compile_backend, "none": None}.get(compile_backend, compile_backend)
+    scope = t4.compile_scope if compile_scope == "t4" else compile_scope
+    if scope not in COMPILE_SCOPES:
+        typer.echo(f"error: --compile-scope '{scope}': choose one of t4, {', '.join(COMPILE_SCOPES)}", err=True)
+        raise typer.Exit(2)
     progress = lambda text: typer.echo(f"  {text}", err=True)  # noqa: E731
     try:
         bench_diffusion.check_gpu()  # before minutes of building weights
@@ -143,7 +151,7 @@ def gpu(
                 build_diffusion(Path(tmp), weights=None, size="full", seed=0)
                 model_dir = Path(tmp) / "diffusion"
             out = bench_diffusion.run_gpu(model_dir, size=size, repeats=repeats or (3 if quick else 10),
-                                          compile_backend=backend, progress=progress)
+                                          compile_backend=backend, compile_scope=scope, progress=progress)
     except RuntimeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)

@@ -71,6 +71,12 @@ def test_bench_gpu_refuses_clearly_without_cuda(runner, tmp_path):
     assert "peak_mem_mb" in GPU_KEYS and "gpu_name" in GPU_KEYS
 
 
+def test_bench_gpu_refuses_an_unknown_compile_scope(runner):
+    result = runner.invoke(bench_app, ["gpu", "--compile-scope", "layers"])
+    assert result.exit_code == 2
+    assert "--compile-scope 'layers': choose one of t4, model, blocks" in result.output
+
+
 def test_gpu_bench_imports_no_serving_stack():
     """The GPU hosts have no tritonserver, ultralytics or sam2: the command must not import them."""
     code = ("import sys; from restyle_cli.main import app; import restyle.bench_diffusion, restyle.diffusion, "

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from restyle.contract import parse_request
-from restyle.diffusion import Restyler
+from restyle.diffusion import COMPILE_SCOPES, Restyler
 from restyle.quality import assess
 from restyle.samples import synthetic_scene
 from restyle.speed import CUTS, STRUCTURE_TOLERANCE, Cuts
@@ -123,23 +123,26 @@ def test_structure_of_faster_modes_stays_near_quality(restyler):
     assert scores["fast"] >= scores["quality"] - STRUCTURE_TOLERANCE, scores
 
 
-def test_compiled_denoisers_warm_up_then_match_eager(model_dir, restyler):
-    """The t4 profile's compile path (torch.compile of every UNet's and ControlNet's forward, the
-    counting hooks staying eager around it), here with the aot_eager backend: dynamo's tracing,
-    guards and graph breaks are the real ones, inductor's code generation would take minutes on
-    this CPU. warm_up() at two sizes compiles every graph that later requests need: each speed at
-    other sizes (symbolic), other step counts, the mask modes. Nothing compiles at request time,
-    no denoiser runs out of graphs (it then runs eagerly with a log line as the only sign: the
-    DeepCache bookkeeping once multiplied the graphs past the limit) and the output is within
-    1/255 per pixel of eager. Sizes stay small: above ~100x130 px CPU convolutions switch
-    backend, and the fake-tensor tracing guards on that (not so on a GPU)."""
+@pytest.mark.parametrize("scope", COMPILE_SCOPES)
+def test_compiled_denoisers_warm_up_then_match_eager(model_dir, restyler, scope):
+    """The t4 profile's compile path (torch.compile of every UNet's and ControlNet's forward, or of
+    their repeated blocks; the counting hooks eager around it), here with the aot_eager backend:
+    dynamo's tracing, guards and graph breaks are the real ones, inductor's code generation would
+    take minutes on this CPU (inductor itself was run once by hand: BENCHMARKS.md). warm_up() at two
+    sizes compiles every graph that later requests need: each speed at other sizes (symbolic),
+    other step counts, the mask modes. Nothing compiles at request time, no function runs out of
+    graphs (it then runs eagerly with a log line as the only sign: the DeepCache bookkeeping once
+    multiplied the graphs past the limit) and the output is within 1/255 per pixel of eager.
+    Sizes stay small: above ~100x130 px CPU convolutions switch backend, and the fake-tensor
+    tracing guards on that (not so on a GPU)."""
+    torch._dynamo.reset()  # each scope counts from nothing (cache entries live on the code objects)
     graphs = []
 
     def backend(gm, example_inputs):
         graphs.append(gm)
         return torch._dynamo.lookup_backend("aot_eager")(gm, example_inputs)
 
-    compiled = Restyler.load(model_dir, "cpu", torch.float32, compile_backend=backend)
+    compiled = Restyler.load(model_dir, "cpu", torch.float32, compile_backend=backend, compile_scope=scope)
     gave_up = []  # dynamo's warning when a function's graphs are used up
 
     class Recorder(logging.Handler):

@@ -23,7 +23,7 @@ class TritonPythonModel(StageModel):
     def setup(self):
         p = self.profile
         self.restyler = Restyler.load(self.artifacts / "diffusion", p.device, getattr(torch, p.dtype),
-                                      p.compile_backend)
+                                      p.compile_backend, p.compile_scope)
         if p.compile_backend:  # compiled at each graph's first call: during the start, not a request
             self.restyler.warm_up(warmup_sizes(p.working_long_side, p.size_multiple),
                                   report=pb_utils.Logger.log_info)
