@@ -308,8 +308,9 @@ class Restyler:
         """Drop trailing comma-separated phrases until the prompt fits CLIP's 77 tokens, so the
         cut falls between phrases (build_prompt puts the generic style detail last)."""
         tokenizer = self.pipes["uni_pc"][0].tokenizer
-        parts = text.split(", ")
-        while len(parts) > 1 and len(tokenizer(", ".join(parts), truncation=False).input_ids) > tokenizer.model_max_length:
+        limit, parts = tokenizer.model_max_length, text.split(", ")
+        # verbose=False: an over-long prompt is what is being measured, not a mistake to warn of
+        while len(parts) > 1 and len(tokenizer(", ".join(parts), truncation=False, verbose=False).input_ids) > limit:
             parts.pop()
         return ", ".join(parts)
 
