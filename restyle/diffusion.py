@@ -47,9 +47,10 @@ FAST_GUIDANCE = 1.0  # LCM-LoRA's own; <= 1 means no unconditional half (diffuse
 # 8 (tests/test_speed_modes.py, BENCHMARKS.md). On a CPU convolution backends change with the size
 # and add a few.
 RECOMPILE_LIMIT = 64
-# Photo shapes compiled before the first request: most room photos are 4:3. The first size gets
-# graphs of its own; the second, with both sides different, graphs with symbolic sizes that
-# serve every other size.
+# Photo shapes compiled before the first request: most room photos are 4:3. In "model" scope the
+# first size gets graphs of its own and the second, with both sides different, graphs with symbolic
+# sizes that serve every other size; "blocks" graphs are symbolic from the first (the second then
+# compiles nothing, and shows it).
 WARMUP_ASPECTS = ((3, 4), (4, 3))
 # What torch.compile compiles: each denoiser's whole forward ("model"), or the blocks SD's UNet
 # and ControlNet repeat ("blocks": the resnets and the attention blocks, most of the MACs), with
