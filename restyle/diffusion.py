@@ -50,7 +50,7 @@ RECOMPILE_LIMIT = 64
 # Photo shapes compiled before the first request: most room photos are 4:3. In "model" scope the
 # first size gets graphs of its own and the second, with both sides different, graphs with symbolic
 # sizes that serve every other size; "blocks" graphs are symbolic from the first (the second then
-# compiles nothing, and shows it).
+# compiles nothing).
 WARMUP_ASPECTS = ((3, 4), (4, 3))
 # What torch.compile compiles: each denoiser's whole forward ("model"), or the blocks SD's UNet
 # and ControlNet repeat ("blocks": the resnets and the attention blocks, most of the MACs), with
