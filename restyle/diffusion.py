@@ -22,6 +22,7 @@ comes from a CPU ``torch.Generator`` seeded with the request's seed.
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import time
 from collections import Counter
@@ -78,6 +79,22 @@ def effective_mode(mode: str, mask: np.ndarray | None, hw: tuple[int, int] | Non
 def warmup_sizes(long_side: int, multiple: int) -> list[tuple[int, int]]:
     from restyle.imaging import working_size
     return [working_size(h, w, long_side, multiple) for h, w in WARMUP_ASPECTS]
+
+
+def compiled(fn: Callable, backend: str | Callable, *, isolate: bool = False, dynamic: bool | None = None) -> Callable:
+    """torch.compile with room for RECOMPILE_LIMIT graphs, and with cache entries of its own if
+    ``isolate``. Those are torch.compile arguments in recent torch only (2026-03/04; the GPU hosts'
+    torch 2.11 may predate them): without them the limit is dynamo's global one, raised to ours,
+    and entries are shared per function (both UNets then share one budget, which fits)."""
+    supported = inspect.signature(torch.compile).parameters
+    options = {}
+    if "recompile_limit" in supported:
+        options["recompile_limit"] = RECOMPILE_LIMIT
+    else:
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    if isolate and "isolate_recompiles" in supported:
+        options["isolate_recompiles"] = True
+    return torch.compile(fn, backend=backend, dynamic=dynamic, **options)
 
 
 def _same_kwargs(module, args, kwargs):
@@ -205,19 +222,17 @@ class Restyler:
             counter.watch(net, name)
         if compile_backend and compile_scope == "model":
             # The forward only: the counting hooks stay eager around it; the cuts' block hooks are
-            # traced into it, one graph per path (RECOMPILE_LIMIT). Own entries per denoiser.
+            # traced into it, one graph per path (RECOMPILE_LIMIT), entries of its own per denoiser.
             for unet in (pipe.unet, lcm_unet):
                 unet.register_forward_pre_hook(_same_kwargs, with_kwargs=True)
             for model in denoisers:
-                model.forward = torch.compile(model.forward, backend=compile_backend,
-                                              recompile_limit=RECOMPILE_LIMIT, isolate_recompiles=True)
+                model.forward = compiled(model.forward, compile_backend, isolate=True)
         elif compile_backend:
             # one backend object for all: dynamo recompiles a function called with another
             blocks = [block for model in denoisers for block in model.modules()
                       if type(block).__name__ in REPEATED_BLOCKS]
             for block in blocks:
-                block.forward = torch.compile(block.forward, backend=compile_backend, dynamic=True,
-                                              recompile_limit=RECOMPILE_LIMIT)
+                block.forward = compiled(block.forward, compile_backend, dynamic=True)
         log.info("diffusion loaded from %s on %s (%s) in %.1fs", model_dir, device, dtype, time.perf_counter() - t0)
         return cls(pipes, cuts, counter, device, dtype)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from restyle.contract import parse_request
-from restyle.diffusion import COMPILE_SCOPES, Restyler
+from restyle.diffusion import COMPILE_SCOPES, RECOMPILE_LIMIT, Restyler, compiled
 from restyle.quality import assess
 from restyle.samples import synthetic_scene
 from restyle.speed import CUTS, STRUCTURE_TOLERANCE, Cuts
@@ -211,3 +211,38 @@ def test_controlnet_takes_an_embedded_image_as_given(restyler, room):
         given = net(sample, t, text, restyler.cuts._embed[0](image), return_dict=False)
     assert torch.equal(direct[1], given[1])
     assert all(torch.equal(a, b) for a, b in zip(direct[0], given[0]))
+
+
+def test_compile_options_fall_back_on_an_older_torch(monkeypatch):
+    """torch.compile took no recompile_limit / isolate_recompiles before 2026 (the GPU hosts' torch
+    2.11 may lack them): the engine then raises dynamo's global limit instead of failing to load."""
+    calls = []
+
+    def older_compile(model=None, *, fullgraph=False, dynamic=None, backend="inductor", mode=None,
+                      options=None, disable=False):
+        calls.append({"backend": backend, "dynamic": dynamic})
+        return model
+
+    monkeypatch.setattr(torch, "compile", older_compile)
+    fn = lambda x: x  # noqa: E731
+    with torch._dynamo.config.patch(recompile_limit=8):
+        assert compiled(fn, "inductor", isolate=True) is fn
+        assert compiled(fn, "inductor", dynamic=True) is fn
+        assert torch._dynamo.config.recompile_limit == RECOMPILE_LIMIT
+    assert calls == [{"backend": "inductor", "dynamic": None}, {"backend": "inductor", "dynamic": True}]
+
+
+def test_compile_options_passed_where_torch_has_them(monkeypatch):
+    calls = []
+
+    def newer_compile(model=None, *, dynamic=None, backend="inductor", recompile_limit=None,
+                      isolate_recompiles=False):
+        calls.append((recompile_limit, isolate_recompiles))
+        return model
+
+    monkeypatch.setattr(torch, "compile", newer_compile)
+    with torch._dynamo.config.patch(recompile_limit=8):
+        compiled(len, "inductor", isolate=True)
+        compiled(len, "inductor")
+        assert torch._dynamo.config.recompile_limit == 8  # the global one untouched
+    assert calls == [(RECOMPILE_LIMIT, True), (RECOMPILE_LIMIT, False)]
