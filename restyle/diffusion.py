@@ -83,9 +83,9 @@ def warmup_sizes(long_side: int, multiple: int) -> list[tuple[int, int]]:
 
 def compiled(fn: Callable, backend: str | Callable, *, isolate: bool = False, dynamic: bool | None = None) -> Callable:
     """torch.compile with room for RECOMPILE_LIMIT graphs, and with cache entries of its own if
-    ``isolate``. Those are torch.compile arguments in recent torch only (2026-03/04; the GPU hosts'
-    torch 2.11 may predate them): without them the limit is dynamo's global one, raised to ours,
-    and entries are shared per function (both UNets then share one budget, which fits)."""
+    ``isolate``. Those are torch.compile arguments in newer torch (2.14 here; the GPU hosts' 2.11 has
+    neither, checked in its wheel): there the limit is dynamo's global one, raised to ours, and
+    entries are shared per function (both UNets then share one budget, which fits)."""
     supported = inspect.signature(torch.compile).parameters
     options = {}
     if "recompile_limit" in supported:

@@ -214,8 +214,8 @@ def test_controlnet_takes_an_embedded_image_as_given(restyler, room):
 
 
 def test_compile_options_fall_back_on_an_older_torch(monkeypatch):
-    """torch.compile took no recompile_limit / isolate_recompiles before 2026 (the GPU hosts' torch
-    2.11 may lack them): the engine then raises dynamo's global limit instead of failing to load."""
+    """torch 2.11's torch.compile (the GPU hosts') takes no recompile_limit / isolate_recompiles:
+    the engine then raises dynamo's global limit instead of failing to load."""
     calls = []
 
     def older_compile(model=None, *, fullgraph=False, dynamic=None, backend="inductor", mode=None,
