@@ -2,7 +2,7 @@
 # The wheels `restyle bench gpu` needs on a GPU host that has torch, transformers, accelerate,
 # safetensors and peft but no diffusers and no network: this package, diffusers (the version
 # in .venv) and the pure-Python pieces the `restyle` command imports. Python 3.12 wheels.
-#   scripts/gpu_wheels.sh [DIR]        (default out/gpu-wheels, a few MiB; at most 64 MiB may travel)
+#   scripts/gpu_wheels.sh [DIR]        (default out/gpu-wheels, ~19 MiB; at most 64 MiB may travel)
 # On the GPU host: scripts/gpu_bench.sh [DIR] [restyle bench gpu options...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,7 @@ mkdir -p "$dir"
 "$py" -m pip wheel -q --no-deps --no-build-isolation -w "$dir" .
 diffusers=$("$py" -c 'import diffusers; print(diffusers.__version__)')
 get="$py -m pip download -q --python-version 3.12 --only-binary=:all: -d $dir"
-$get --no-deps "diffusers==$diffusers" importlib-metadata zipp  # its other deps come with transformers
+$get --no-deps "diffusers==$diffusers" importlib-metadata zipp  # filelock, hub, numpy, regex, safetensors come with transformers
+$get Pillow requests  # diffusers needs both; transformers 5 brings neither
 $get typer rich pydantic-settings  # with their (small, pure-Python but pydantic-core) deps
 du -sh "$dir"

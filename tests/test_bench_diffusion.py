@@ -78,9 +78,11 @@ def test_bench_gpu_refuses_an_unknown_compile_scope(runner):
 
 
 def test_gpu_bench_imports_no_serving_stack():
-    """The GPU hosts have no tritonserver, ultralytics or sam2: the command must not import them."""
+    """The GPU hosts have no tritonserver, ultralytics or sam2, nor the job API's stack: the command
+    must not import them (what they lack beyond that travels as wheels: scripts/gpu_wheels.sh)."""
     code = ("import sys; from restyle_cli.main import app; import restyle.bench_diffusion, restyle.diffusion, "
-            "export.diffusion; heavy = {'tritonclient', 'ultralytics', 'sam2', 'pytriton', 'onnxruntime'}; "
+            "export.diffusion; heavy = {'tritonclient', 'ultralytics', 'sam2', 'pytriton', 'onnxruntime', "
+            "'fastapi', 'redis', 'boto3', 'uvicorn', 'prometheus_client'}; "
             "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "[]"
