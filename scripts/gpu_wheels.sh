@@ -13,7 +13,7 @@ mkdir -p "$dir"
 "$py" -m pip wheel -q --no-deps --no-build-isolation -w "$dir" .
 diffusers=$("$py" -c 'import diffusers; print(diffusers.__version__)')
 get="$py -m pip download -q --python-version 3.12 --only-binary=:all: -d $dir"
-$get --no-deps "diffusers==$diffusers" importlib-metadata zipp  # filelock, hub, numpy, regex, safetensors come with transformers
+$get --no-deps "diffusers==$diffusers" importlib-metadata zipp  # filelock, numpy, regex, safetensors come with transformers
 $get Pillow requests  # diffusers needs both; transformers 5 brings neither
 hub=$("$py" -c 'import huggingface_hub; print(huggingface_hub.__version__)')
 $get "huggingface-hub==$hub"  # in case the host's is older than diffusers asks (pip keeps a new enough one)
