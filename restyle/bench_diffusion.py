@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from restyle.contract import SPEEDS, parse_request
+from restyle.samples import synthetic_scene
 from restyle.speed import CUTS, Cuts
 
 BASELINE_STEPS = 20
@@ -28,6 +29,8 @@ GPU_KEYS = ("gpu_name", "compile", "baseline_ms", "quality_ms", "balanced_ms", "
             "fast_vs_quality_ratio", "peak_mem_mb",
             # each mode's first call: torch.compile's graphs for this size, then one run
             "quality_first_ms", "balanced_first_ms", "fast_first_ms")
+# `bench compile`: what a compiled engine's start costs and whether it then serves like eager
+COMPILE_KEYS = ("backend", "scope", "warmup_s", "graphs", "graphs_after", "gave_up", "max_diff", "evals_equal")
 STYLE, ROOM = "modern", "living room"
 # Each balanced lever alone, then together (`--levers`): what the defaults in restyle.speed rest on.
 LEVERS = {
@@ -51,8 +54,6 @@ class Scene:
 
     @classmethod
     def make(cls, size: int) -> "Scene":
-        from restyle.samples import synthetic_scene
-
         return cls(*synthetic_scene(size, size))
 
 
@@ -149,6 +150,62 @@ def run_diffusion(model_dir: Path, *, size: int, repeats: int, progress=lambda _
     result.update(_ratios(ms))
     result.update({f"evals_{speed}": count_evals(engine, scene, speed) for speed in SPEEDS})
     return {key: result[key] for key in KEYS}
+
+
+def compile_probes(long_side: int) -> list[tuple[tuple[int, int], str, int, str]]:
+    """Requests after the warm-up at (3:4, 4:3) of ``long_side``: other sizes (2:1, 1:2, square),
+    speeds, step counts and both mask modes; (size, speed, steps, mode)."""
+    first, half, square = (long_side * 3 // 4, long_side), long_side // 2, long_side * 3 // 4
+    return [((half, long_side), "quality", 2, "full"), ((long_side, half), "balanced", 7, "full"),
+            ((square, square), "fast", 3, "full"), (first, "balanced", 4, "furniture"),
+            (first, "quality", 2, "keep_furniture")]
+
+
+def run_compile(model_dir: Path, *, scope: str, backend: str, long_side: int, progress=lambda _: None) -> dict:
+    """The engine compiled with ``backend`` over ``scope``: warm_up() at the 3:4 and 4:3 sizes of
+    ``long_side`` (timed, its graphs counted), then compile_probes() each against the eager engine:
+    graphs compiled after the warm-up (0 expected), functions dynamo gave up on (their graphs used
+    up: they then run eagerly), the largest pixel difference (1/255 expected) and whether the
+    denoiser evaluations counted match. CPU, fp32."""
+    import logging
+
+    from restyle.diffusion import SIZE_MULTIPLE, Restyler, warmup_sizes
+
+    graphs, gave_up = [], []
+
+    def counting(gm, example_inputs):
+        graphs.append(gm)
+        return torch._dynamo.lookup_backend(backend)(gm, example_inputs)
+
+    class GaveUp(logging.Handler):
+        def emit(self, record):
+            if "recompile_limit" in record.getMessage():
+                gave_up.append(record.getMessage())
+
+    torch._dynamo.reset()  # count from nothing: cache entries live on the code objects
+    eager = Restyler.load(model_dir, "cpu", torch.float32)
+    engine = Restyler.load(model_dir, "cpu", torch.float32, compile_backend=counting, compile_scope=scope)
+    dynamo_log, handler = logging.getLogger("torch._dynamo.convert_frame"), GaveUp()
+    dynamo_log.addHandler(handler)
+    try:
+        t0 = time.perf_counter()
+        engine.warm_up(warmup_sizes(long_side, SIZE_MULTIPLE), report=progress)
+        warmup_s, warmed, worst, same_evals = time.perf_counter() - t0, len(graphs), 0, True
+        for (h, w), speed, steps, mode in compile_probes(long_side):
+            image, depth, edges = synthetic_scene(h, w)
+            mask = np.zeros((h, w), np.uint8)
+            mask[h // 3:2 * h // 3, w // 4:w // 2] = 255  # a piece of furniture
+            params = parse_request(style=STYLE, room_type=ROOM, seed=5, speed=speed, steps=steps, mode=mode)
+            (want, want_evals), (got, got_evals) = ((r.generate(image, depth, edges, mask, params, evals=c), c)
+                                                    for r, c in ((eager, Counter()), (engine, Counter())))
+            worst = max(worst, int(np.abs(want.astype(int) - got.astype(int)).max()))
+            same_evals &= want_evals == got_evals
+            progress(f"{speed} {steps} steps {mode} at {w}x{h}: max diff {worst}, graphs {len(graphs)}")
+    finally:
+        dynamo_log.removeHandler(handler)
+    return {"backend": backend, "scope": scope, "warmup_s": round(warmup_s, 1), "graphs": warmed,
+            "graphs_after": len(graphs) - warmed, "gave_up": len(gave_up), "max_diff": worst,
+            "evals_equal": same_evals}
 
 
 def run_levers(model_dir: Path, *, size: int, repeats: int, progress=lambda _: None) -> list[dict]:

@@ -115,6 +115,44 @@ def diffusion(
         bench_diffusion.plot(out, plot, f"{prof.name} random weights, {size}x{size}, CPU, median of {repeats}")
 
 
+@bench_app.command("compile")
+def compile_(
+    profile: str = typer.Option("tiny", help="whose built artefacts (artifacts/PROFILE/diffusion) to load, on CPU"),
+    model_dir: Path = typer.Option(None, help="a built diffusion folder instead of the profile's"),
+    scope: str = typer.Option("t4", help="'model', 'blocks', or 't4' for the t4 profile's"),
+    backend: str = typer.Option("inductor", help="torch.compile backend ('aot_eager': tracing only, fast)"),
+    long_side: int = typer.Option(128, help="warm-up at its 3:4 and 4:3 sizes; probes at 2:1, 1:2 and square"),
+    threads: int = typer.Option(1, help="torch CPU threads"),
+    json_path: Path = typer.Option(None, "--json", help="write the figures as one flat JSON object"),
+) -> None:
+    """What the compiled engine's start costs (warm-up seconds, graphs) and whether it then serves
+    like eager (graphs compiled after the warm-up, functions dynamo gave up on, max pixel difference,
+    evaluations), on CPU. Inductor takes minutes here ('model' scope ~8 at the default size)."""
+    import torch
+
+    from restyle import bench_diffusion
+    from restyle.cli import fail
+    from restyle.diffusion import COMPILE_SCOPES
+    from restyle.profiles import get_profile
+    from restyle.settings import get_settings
+
+    try:
+        prof = get_profile(profile)
+    except ValueError as exc:
+        fail(str(exc))
+    scope = get_profile("t4").compile_scope if scope == "t4" else scope
+    if scope not in COMPILE_SCOPES:
+        fail(f"--scope '{scope}': choose one of t4, {', '.join(COMPILE_SCOPES)}")
+    model_dir = model_dir or get_settings().artifacts_dir / prof.name / "diffusion"
+    if not (model_dir / "lcm_lora").is_dir():
+        fail(f"{model_dir} is missing: run `restyle models build --profile {prof.name}`")
+    torch.set_num_threads(threads)
+    progress = lambda text: typer.echo(f"  {text}", err=True)  # noqa: E731
+    out = bench_diffusion.run_compile(model_dir, scope=scope, backend=backend, long_side=long_side,
+                                      progress=progress)
+    _show(f"compiled engine: {backend}/{scope}, warm-up at long side {long_side}, CPU", out, json_path)
+
+
 @bench_app.command("gpu")
 def gpu(
     model_dir: Path = typer.Option(None, help="a built diffusion folder (default: random full-size "

@@ -1,4 +1,4 @@
-"""`restyle bench diffusion` / `restyle bench gpu` run and write every key (never a timing checked)."""
+"""`restyle bench diffusion` / `compile` / `gpu` run and write every key (never a timing checked)."""
 import json
 import subprocess
 import sys
@@ -6,7 +6,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from restyle.bench_diffusion import GPU_KEYS, KEYS, LEVERS, medians
+from restyle.bench_diffusion import COMPILE_KEYS, GPU_KEYS, KEYS, LEVERS, medians
 from restyle_cli.bench import bench_app
 
 
@@ -50,6 +50,24 @@ def test_bench_diffusion_levers(runner, tmp_path):
     evals = {r["lever"]: r["evals"] for r in rows}
     assert all(evals[name] < evals["none (quality)"] for name in LEVERS if name != "none (quality)")
     assert all(0 <= r["structure"] <= 1 for r in rows)
+
+
+def test_bench_compile_writes_every_key(runner, tmp_path):
+    """The tracing-only backend, small sizes: the command's wiring (its protocol is tested with both
+    scopes in tests/test_speed_modes.py)."""
+    out = tmp_path / "compile.json"
+    result = runner.invoke(bench_app, ["compile", "--scope", "blocks", "--backend", "aot_eager", "--long-side", "64",
+                                       "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(out.read_text())
+    assert tuple(figures) == COMPILE_KEYS
+    assert (figures["backend"], figures["scope"], figures["graphs_after"], figures["gave_up"]) == \
+        ("aot_eager", "blocks", 0, 0)
+    assert figures["warmup_s"] > 0 and figures["graphs"] > 0 and figures["evals_equal"] is True
+
+    result = runner.invoke(bench_app, ["compile", "--scope", "layers"])
+    assert result.exit_code == 2
+    assert "--scope 'layers': choose one of t4, model, blocks" in " ".join(result.output.split())
 
 
 def test_medians_keep_the_first_call_apart():

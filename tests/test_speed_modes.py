@@ -1,12 +1,12 @@
 """Speed modes of the engine on the tiny build: what each runs (denoiser evaluations), that the
 cuts are exact where they should be, the LCM-LoRA fusing, and the structure bound."""
-import logging
 from collections import Counter
 
 import numpy as np
 import pytest
 import torch
 
+from restyle.bench_diffusion import COMPILE_KEYS, run_compile
 from restyle.contract import parse_request
 from restyle.diffusion import COMPILE_SCOPES, RECOMPILE_LIMIT, Restyler, compiled
 from restyle.quality import assess
@@ -124,51 +124,23 @@ def test_structure_of_faster_modes_stays_near_quality(restyler):
 
 
 @pytest.mark.parametrize("scope", COMPILE_SCOPES)
-def test_compiled_denoisers_warm_up_then_match_eager(model_dir, restyler, scope):
+def test_compiled_denoisers_warm_up_then_match_eager(model_dir, scope):
     """The t4 profile's compile path (torch.compile of every UNet's and ControlNet's forward, or of
-    their repeated blocks; the counting hooks eager around it), here with the aot_eager backend:
-    dynamo's tracing, guards and graph breaks are the real ones, inductor's code generation would
-    take minutes on this CPU (inductor itself was run once by hand: BENCHMARKS.md). warm_up() at two
-    sizes compiles every graph that later requests need: each speed at other sizes (symbolic),
-    other step counts, the mask modes. Nothing compiles at request time, no function runs out of
-    graphs (it then runs eagerly with a log line as the only sign: the DeepCache bookkeeping once
-    multiplied the graphs past the limit) and the output is within 1/255 per pixel of eager.
-    Sizes stay small: above ~100x130 px CPU convolutions switch backend, and the fake-tensor
-    tracing guards on that (not so on a GPU)."""
-    torch._dynamo.reset()  # each scope counts from nothing (cache entries live on the code objects)
-    graphs = []
-
-    def backend(gm, example_inputs):
-        graphs.append(gm)
-        return torch._dynamo.lookup_backend("aot_eager")(gm, example_inputs)
-
-    compiled = Restyler.load(model_dir, "cpu", torch.float32, compile_backend=backend, compile_scope=scope)
-    gave_up = []  # dynamo's warning when a function's graphs are used up
-
-    class Recorder(logging.Handler):
-        def emit(self, record):
-            if "recompile_limit" in record.getMessage():
-                gave_up.append(record.getMessage())
-
-    dynamo_log, recorder = logging.getLogger("torch._dynamo.convert_frame"), Recorder()
-    dynamo_log.addHandler(recorder)
+    their repeated blocks; the counting hooks eager around it) through `restyle bench compile`'s
+    protocol, with the aot_eager backend: dynamo's tracing, guards and graph breaks are the real
+    ones, inductor's code generation would take minutes on this CPU (the same command with inductor:
+    BENCHMARKS.md). warm_up() at two sizes compiles every graph that later requests need: each speed
+    at other sizes (symbolic), other step counts, the mask modes. Nothing compiles at request time,
+    no function runs out of graphs (it then runs eagerly with a log line as the only sign: the
+    DeepCache bookkeeping once multiplied the graphs past the limit), the output is within 1/255 per
+    pixel of eager and the evaluations counted are the same. Sizes stay small: above ~100x130 px CPU
+    convolutions switch backend, and the fake-tensor tracing guards on that (not so on a GPU)."""
     reports = []
-    try:
-        compiled.warm_up([(96, 128), (128, 96)], report=reports.append)
-        warmed = len(graphs)
-        for (h, w), speed, steps, mode in (((64, 128), "quality", 2, "full"), ((128, 64), "balanced", 7, "full"),
-                                           ((96, 96), "fast", 3, "full"), ((96, 128), "balanced", 4, "furniture"),
-                                           ((96, 128), "quality", 2, "keep_furniture")):
-            scene = make_room(h, w)
-            eager, e = run(restyler, scene, speed=speed, steps=steps, mode=mode)
-            got, g = run(compiled, scene, speed=speed, steps=steps, mode=mode)
-            assert e == g
-            assert np.abs(eager.astype(int) - got.astype(int)).max() <= 1, (h, w, speed, mode)
-    finally:
-        dynamo_log.removeHandler(recorder)
-    assert len(reports) == 6 and "warm-up 6/6: fast at 96x128" in reports[-1], reports
-    assert 0 < warmed == len(graphs), f"{len(graphs) - warmed} graphs compiled after the warm-up"
-    assert not gave_up, gave_up[0]
+    out = run_compile(model_dir, scope=scope, backend="aot_eager", long_side=128, progress=reports.append)
+    assert any("warm-up 6/6: fast at 96x128" in line for line in reports), reports
+    assert out["graphs"] > 0 and out["graphs_after"] == 0, out
+    assert out["gave_up"] == 0 and out["max_diff"] <= 1 and out["evals_equal"], out
+    assert tuple(out) == COMPILE_KEYS
 
 
 def test_control_images_embedded_once_per_request(restyler, room, model_dir):
@@ -224,7 +196,7 @@ def test_compile_options_fall_back_on_an_older_torch(monkeypatch):
         return model
 
     monkeypatch.setattr(torch, "compile", older_compile)
-    fn = lambda x: x  # noqa: E731
+    fn = lambda x: x
     with torch._dynamo.config.patch(recompile_limit=8):
         assert compiled(fn, "inductor", isolate=True) is fn
         assert compiled(fn, "inductor", dynamic=True) is fn
