@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from restyle.contract import SPEEDS, parse_request
-from restyle.samples import synthetic_scene
+from restyle.samples import furniture_mask, synthetic_scene
 from restyle.speed import CUTS, Cuts
 
 BASELINE_STEPS = 20
@@ -193,8 +193,7 @@ def run_compile(model_dir: Path, *, scope: str, backend: str, long_side: int, pr
         warmup_s, warmed, worst, same_evals = time.perf_counter() - t0, len(graphs), 0, True
         for (h, w), speed, steps, mode in compile_probes(long_side):
             image, depth, edges = synthetic_scene(h, w)
-            mask = np.zeros((h, w), np.uint8)
-            mask[h // 3:2 * h // 3, w // 4:w // 2] = 255  # a piece of furniture
+            mask = furniture_mask(h, w)
             params = parse_request(style=STYLE, room_type=ROOM, seed=5, speed=speed, steps=steps, mode=mode)
             (want, want_evals), (got, got_evals) = ((r.generate(image, depth, edges, mask, params, evals=c), c)
                                                     for r, c in ((eager, Counter()), (engine, Counter())))

@@ -51,6 +51,13 @@ def synthetic_scene(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np
     return image, depth, canny(image)
 
 
+def furniture_mask(height: int, width: int) -> np.ndarray:
+    """A furniture mask (uint8 0/255) for the synthetic room: one box, for the mask modes."""
+    mask = np.zeros((height, width), np.uint8)
+    mask[height // 3:2 * height // 3, width // 4:width // 2] = 255
+    return mask
+
+
 if __name__ == "__main__":  # `python -m restyle.samples room.jpg`: a photo to try the commands with
     import sys
     from pathlib import Path

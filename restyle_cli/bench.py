@@ -115,6 +115,18 @@ def diffusion(
         bench_diffusion.plot(out, plot, f"{prof.name} random weights, {size}x{size}, CPU, median of {repeats}")
 
 
+def _compile_scope(given: str, option: str) -> str:
+    """A compile scope option: 't4' for the t4 profile's; an unknown one ends the command (exit 2)."""
+    from restyle.diffusion import COMPILE_SCOPES
+    from restyle.profiles import get_profile
+
+    scope = get_profile("t4").compile_scope if given == "t4" else given
+    if scope not in COMPILE_SCOPES:
+        typer.echo(f"error: {option} '{scope}': choose one of t4, {', '.join(COMPILE_SCOPES)}", err=True)
+        raise typer.Exit(2)
+    return scope
+
+
 @bench_app.command("compile")
 def compile_(
     profile: str = typer.Option("tiny", help="whose built artefacts (artifacts/PROFILE/diffusion) to load, on CPU"),
@@ -132,7 +144,6 @@ def compile_(
 
     from restyle import bench_diffusion
     from restyle.cli import fail
-    from restyle.diffusion import COMPILE_SCOPES
     from restyle.profiles import get_profile
     from restyle.settings import get_settings
 
@@ -140,9 +151,7 @@ def compile_(
         prof = get_profile(profile)
     except ValueError as exc:
         fail(str(exc))
-    scope = get_profile("t4").compile_scope if scope == "t4" else scope
-    if scope not in COMPILE_SCOPES:
-        fail(f"--scope '{scope}': choose one of t4, {', '.join(COMPILE_SCOPES)}")
+    scope = _compile_scope(scope, "--scope")
     model_dir = model_dir or get_settings().artifacts_dir / prof.name / "diffusion"
     if not (model_dir / "lcm_lora").is_dir():
         fail(f"{model_dir} is missing: run `restyle models build --profile {prof.name}`")
@@ -169,15 +178,10 @@ def gpu(
     """On a CUDA GPU: t4 architectures, random fp16 weights, 20 steps: bare diffusers eager vs
     the engine in each speed mode, and the engine's peak GPU memory."""
     from restyle import bench_diffusion
-    from restyle.diffusion import COMPILE_SCOPES
     from restyle.profiles import get_profile
 
-    t4 = get_profile("t4")
-    backend = {"t4": t4.compile_backend, "none": None}.get(compile_backend, compile_backend)
-    scope = t4.compile_scope if compile_scope == "t4" else compile_scope
-    if scope not in COMPILE_SCOPES:
-        typer.echo(f"error: --compile-scope '{scope}': choose one of t4, {', '.join(COMPILE_SCOPES)}", err=True)
-        raise typer.Exit(2)
+    backend = {"t4": get_profile("t4").compile_backend, "none": None}.get(compile_backend, compile_backend)
+    scope = _compile_scope(compile_scope, "--compile-scope")
     progress = lambda text: typer.echo(f"  {text}", err=True)  # noqa: E731
     try:
         bench_diffusion.check_gpu()  # before minutes of building weights

@@ -10,7 +10,7 @@ from restyle.bench_diffusion import COMPILE_KEYS, run_compile
 from restyle.contract import parse_request
 from restyle.diffusion import COMPILE_SCOPES, RECOMPILE_LIMIT, Restyler, compiled
 from restyle.quality import assess
-from restyle.samples import synthetic_scene
+from restyle.samples import furniture_mask, synthetic_scene
 from restyle.speed import CUTS, STRUCTURE_TOLERANCE, Cuts
 
 H, W = 128, 192
@@ -28,9 +28,7 @@ def restyler(model_dir) -> Restyler:
 
 def make_room(h, w):
     """A synthetic room, its depth (a ramp), edges and a furniture mask (a box)."""
-    mask = np.zeros((h, w), np.uint8)
-    mask[h // 3:2 * h // 3, w // 4:w // 2] = 255
-    return (*synthetic_scene(h, w), mask)
+    return (*synthetic_scene(h, w), furniture_mask(h, w))
 
 
 @pytest.fixture(scope="module")
