@@ -223,37 +223,43 @@ def run_levers(model_dir: Path, *, size: int, repeats: int, progress=lambda _: N
 
 def check_gpu() -> None:
     if not torch.cuda.is_available():
-        raise RuntimeError("restyle bench gpu needs a CUDA GPU, and torch sees none here")
+        raise RuntimeError("restyle bench gpu needs a CUDA GPU, and torch sees none here "
+                           "(`--device cpu` rehearses the same run on tiny weights)")
 
 
 def run_gpu(model_dir: Path, *, size: int, repeats: int, compile_backend: str | None,
-            compile_scope: str = "blocks", progress=lambda _: None) -> dict:
+            compile_scope: str = "blocks", device: str = "cuda", progress=lambda _: None) -> dict:
     """t4 architectures with random full-size fp16 weights on whatever CUDA GPU is here: the
     figures of GPU_KEYS. Baseline and engine are measured one after the other, each with the
-    GPU to itself, so each peak memory is its own."""
+    GPU to itself, so each peak memory is its own. On ``device="cpu"`` (float32, no memory
+    figure) the very same run rehearses a host's install and this code on tiny weights."""
     from restyle.diffusion import Restyler
 
-    check_gpu()
-    dtype, scene = torch.float16, Scene.make(size)
-    sync = torch.cuda.synchronize
-    peaks = {}
-
+    cuda = device == "cuda"
+    if cuda:
+        check_gpu()
+    dtype, scene = (torch.float16 if cuda else torch.float32), Scene.make(size)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    peaks: dict[str, float | None] = {}
     first: dict[str, float] = {}
 
     def measured(name: str, calls: dict) -> dict[str, float]:
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
         ms = medians(calls, repeats, sync, progress, first_ms=first)
-        peaks[name] = torch.cuda.max_memory_allocated() / 2**20
+        peaks[name] = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
         return ms
 
-    baseline = load_baseline(model_dir, "cuda", dtype)
+    baseline = load_baseline(model_dir, device, dtype)
     ms = measured("baseline", {"baseline": baseline_call(baseline, scene)})
     del baseline
-    engine = Restyler.load(model_dir, "cuda", dtype, compile_backend=compile_backend, compile_scope=compile_scope)
+    engine = Restyler.load(model_dir, device, dtype, compile_backend=compile_backend, compile_scope=compile_scope)
     ms.update(measured("engine", {speed: engine_call(engine, scene, speed) for speed in SPEEDS}))
-    progress(f"peak memory: baseline {peaks['baseline']:.0f} MiB, engine {peaks['engine']:.0f} MiB")
-    result = {"gpu_name": torch.cuda.get_device_name(), "peak_mem_mb": round(peaks["engine"]),
+    if cuda:
+        progress(f"peak memory: baseline {peaks['baseline']:.0f} MiB, engine {peaks['engine']:.0f} MiB")
+    result = {"gpu_name": torch.cuda.get_device_name() if cuda else "cpu",
+              "peak_mem_mb": round(peaks["engine"]) if cuda else None,
               "compile": f"{compile_backend}/{compile_scope}" if compile_backend else "none"}
     result.update({f"{name}_ms": round(value, 1) for name, value in ms.items()})
     result.update({f"{name}_first_ms": round(value, 1) for name, value in first.items()})

@@ -168,7 +168,9 @@ def gpu(
                                               "weights built into a temporary folder)"),
     quick: bool = typer.Option(False, "--quick", help="3 repeats instead of 10"),
     repeats: int = typer.Option(None, help="timed runs per contender"),
-    size: int = typer.Option(512, help="image side in pixels"),
+    size: int = typer.Option(None, help="image side in pixels (default 512; 128 with --device cpu)"),
+    device: str = typer.Option("cuda", help="'cpu' rehearses the same run on tiny random weights "
+                               "(float32, no memory figure): a check of a host's install, never a figure"),
     compile_backend: str = typer.Option("t4", "--compile", help="torch.compile backend for the engine, "
                                         "'t4' for the t4 profile's, 'none' for eager"),
     compile_scope: str = typer.Option("t4", "--compile-scope", help="what it compiles: 'model' (each "
@@ -182,19 +184,27 @@ def gpu(
 
     backend = {"t4": get_profile("t4").compile_backend, "none": None}.get(compile_backend, compile_backend)
     scope = _compile_scope(compile_scope, "--compile-scope")
+    if device not in ("cuda", "cpu"):
+        typer.echo(f"error: --device {device!r}: choose cuda or cpu", err=True)
+        raise typer.Exit(2)
+    cuda = device == "cuda"
+    size = size or (512 if cuda else 128)
     progress = lambda text: typer.echo(f"  {text}", err=True)  # noqa: E731
     try:
-        bench_diffusion.check_gpu()  # before minutes of building weights
+        if cuda:
+            bench_diffusion.check_gpu()  # before minutes of building weights
         with tempfile.TemporaryDirectory(prefix="restyle-gpu-bench-") as tmp:
             if model_dir is None:
                 from export.diffusion import build_diffusion
 
-                progress("building random full-size weights (t4 architectures)")
-                build_diffusion(Path(tmp), weights=None, size="full", seed=0)
+                progress("building random " + ("full-size weights (t4 architectures)" if cuda else "tiny weights"))
+                build_diffusion(Path(tmp), weights=None, size="full" if cuda else "tiny", seed=0)
                 model_dir = Path(tmp) / "diffusion"
             out = bench_diffusion.run_gpu(model_dir, size=size, repeats=repeats or (3 if quick else 10),
-                                          compile_backend=backend, compile_scope=scope, progress=progress)
+                                          compile_backend=backend, compile_scope=scope, device=device,
+                                          progress=progress)
     except RuntimeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
-    _show(f"GPU: engine vs bare diffusers ({size}x{size}, fp16, 20 steps)", out, json_path)
+    what = "GPU" if cuda else "CPU rehearsal, tiny weights, not a figure"
+    _show(f"{what}: engine vs bare diffusers ({size}x{size}, {'fp16' if cuda else 'fp32'}, 20 steps)", out, json_path)

@@ -84,9 +84,26 @@ def test_medians_keep_the_first_call_apart():
 def test_bench_gpu_refuses_clearly_without_cuda(runner, tmp_path):
     result = runner.invoke(bench_app, ["gpu", "--json", str(tmp_path / "gpu.json")])
     assert result.exit_code == 2
-    assert "needs a CUDA GPU" in result.output
+    assert "needs a CUDA GPU" in result.output and "--device cpu" in result.output
     assert not (tmp_path / "gpu.json").exists()
-    assert "peak_mem_mb" in GPU_KEYS and "gpu_name" in GPU_KEYS
+
+
+def test_bench_gpu_rehearses_its_whole_run_on_the_cpu(runner, tmp_path):
+    """`--device cpu`: the code a GPU session runs (its own random build, baseline, compiled engine in
+    every mode), on tiny weights, so a host's install is checked before GPU minutes are spent."""
+    out = tmp_path / "gpu.json"
+    result = runner.invoke(bench_app, ["gpu", "--device", "cpu", "--size", "64", "--repeats", "1",
+                                       "--compile", "aot_eager", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "building random tiny weights" in result.output and "not a figure" in result.output
+    figures = json.loads(out.read_text())
+    assert tuple(figures) == GPU_KEYS
+    assert (figures["gpu_name"], figures["compile"], figures["peak_mem_mb"]) == ("cpu", "aot_eager/blocks", None)
+    assert all(figures[k] > 0 for k in GPU_KEYS if k.endswith(("_ms", "_ratio")))
+
+    result = runner.invoke(bench_app, ["gpu", "--device", "tpu"])
+    assert result.exit_code == 2
+    assert "--device 'tpu': choose cuda or cpu" in result.output
 
 
 def test_bench_gpu_refuses_an_unknown_compile_scope(runner):
