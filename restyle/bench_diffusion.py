@@ -97,23 +97,23 @@ def medians(calls: dict[str, Callable[[], object]], repeats: int, sync: Callable
             clock: Callable[[], float] = time.perf_counter, first_ms: dict[str, float] | None = None) -> dict[str, float]:
     """Median milliseconds of each call (wall clock unless told), measured round-robin after one
     warm-up each; ``first_ms`` receives the warm-up calls' milliseconds."""
-    for name, call in calls.items():
-        progress(f"warm-up {name}")
+    def timed(call: Callable[[], object]) -> float:
         sync()
         t0 = clock()
         call()
         sync()
+        return (clock() - t0) * 1000.0
+
+    for name, call in calls.items():
+        progress(f"warm-up {name}")
+        ms = timed(call)
         if first_ms is not None:
-            first_ms[name] = (clock() - t0) * 1000.0
+            first_ms[name] = ms
     times: dict[str, list[float]] = {name: [] for name in calls}
     for r in range(repeats):
         for name, call in calls.items():
             progress(f"repeat {r + 1}/{repeats} {name}")
-            sync()
-            t0 = clock()
-            call()
-            sync()
-            times[name].append((clock() - t0) * 1000.0)
+            times[name].append(timed(call))
     return {name: statistics.median(values) for name, values in times.items()}
 
 
