@@ -27,6 +27,14 @@ KEYS = ("baseline_ms", "quality_ms", "balanced_ms", "fast_ms", "quality_vs_basel
         "fast_vs_quality_ratio", "evals_quality", "evals_balanced", "evals_fast")
 GPU_KEYS = ("gpu_name", "compile", "baseline_ms", "quality_ms", "balanced_ms", "fast_ms", "quality_vs_baseline_ratio",
             "fast_vs_quality_ratio", "peak_mem_mb",
+            # the same engine's quality mode with torch.compile set aside, round-robin with the rest:
+            # what the compiled code gains over eager, measured side by side (1.0 when nothing is compiled)
+            "quality_eager_ms", "compile_speedup",
+            # restyle.gpu_memory: the other models of the t4 profile alone on the GPU, the CUDA
+            # context of one process, and all of it as the profile serves (engine + models +
+            # a context per GPU process): the figure the 16 GB T4 must hold
+            "peak_mem_mb_detection", "peak_mem_mb_depth", "peak_mem_mb_segmentation",
+            "peak_mem_mb_room_classification", "cuda_context_mb", "gpu_processes", "t4_mem_mb",
             # each mode's first call: torch.compile's graphs for this size, then one run
             "quality_first_ms", "balanced_first_ms", "fast_first_ms")
 # `bench compile`: what a compiled engine's start costs and whether it then serves like eager
@@ -115,6 +123,11 @@ def medians(calls: dict[str, Callable[[], object]], repeats: int, sync: Callable
             progress(f"repeat {r + 1}/{repeats} {name}")
             times[name].append(timed(call))
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def eager(call: Callable[[], object]) -> Callable[[], object]:
+    """``call`` with every torch.compile'd function in it run eagerly (dynamo's force_eager stance)."""
+    return torch.compiler.set_stance("force_eager")(call)
 
 
 def count_evals(engine, scene: Scene, speed: str, cuts: Cuts | None = None) -> int:
@@ -233,7 +246,9 @@ def run_gpu(model_dir: Path, *, size: int, repeats: int, compile_backend: str | 
     figures of GPU_KEYS. Baseline and engine are measured one after the other, each with the
     GPU to itself, so each peak memory is its own. On ``device="cpu"`` (float32, no memory
     figure) the very same run rehearses a host's install and this code on tiny weights."""
+    from restyle import gpu_memory
     from restyle.diffusion import Restyler
+    from restyle.profiles import get_profile
 
     cuda = device == "cuda"
     if cuda:
@@ -255,15 +270,27 @@ def run_gpu(model_dir: Path, *, size: int, repeats: int, compile_backend: str | 
     ms = measured("baseline", {"baseline": baseline_call(baseline, scene)})
     del baseline
     engine = Restyler.load(model_dir, device, dtype, compile_backend=compile_backend, compile_scope=compile_scope)
-    ms.update(measured("engine", {speed: engine_call(engine, scene, speed) for speed in SPEEDS}))
+    calls = {speed: engine_call(engine, scene, speed) for speed in SPEEDS}
+    calls["quality_eager"] = eager(calls["quality"])
+    ms.update(measured("engine", calls))
     if cuda:
         progress(f"peak memory: baseline {peaks['baseline']:.0f} MiB, engine {peaks['engine']:.0f} MiB")
+    del engine, calls
+    profile = get_profile("t4" if cuda else "tiny")
+    models = gpu_memory.measure(profile, device, progress)
     result = {"gpu_name": torch.cuda.get_device_name() if cuda else "cpu",
               "peak_mem_mb": round(peaks["engine"]) if cuda else None,
-              "compile": f"{compile_backend}/{compile_scope}" if compile_backend else "none"}
+              "compile": f"{compile_backend}/{compile_scope}" if compile_backend else "none",
+              "gpu_processes": gpu_memory.gpu_processes(get_profile("t4"))}
+    result.update({f"peak_mem_mb_{name}": None if mb is None else round(mb) for name, mb in models.items()})
+    context = gpu_memory.context_mb() if cuda else None
+    result["cuda_context_mb"] = None if context is None else round(context)
+    total = gpu_memory.served_total(peaks["engine"], models, context, result["gpu_processes"])
+    result["t4_mem_mb"] = None if total is None else round(total)
     result.update({f"{name}_ms": round(value, 1) for name, value in ms.items()})
     result.update({f"{name}_first_ms": round(value, 1) for name, value in first.items()})
     result.update(_ratios(ms))
+    result["compile_speedup"] = round(ms["quality_eager"] / ms["quality"], 3)
     return {key: result[key] for key in GPU_KEYS}
 
 

@@ -50,10 +50,12 @@ PROFILES: dict[str, Profile] = {
     #          of 8 at 640x640 (~0.03 GB an image), 1 instance                      ≈ 0.5 GB
     #   segmentation  SAM2.1 hiera-tiny 0.08 GB + image embedding activations       ≈ 1.0 GB
     #   room_classification  CLIP ViT-B/32 0.3 GB                                    ≈ 0.7 GB
-    #   CUDA contexts of 5 GPU processes                                             ≈ 2.0 GB
-    #   total ≈ 13.4 GB, leaving ~2.5 GB headroom (`restyle bench gpu` measures the engine's
-    #   peak); CPU-only steps (preprocess, edges, postprocess, quality, stream orchestration)
-    #   take no GPU memory.
+    #   CUDA contexts of 4 GPU processes (tritonserver, which runs the ONNX models,
+    #   and the stubs of segmentation, room_classification, diffusion_engine;
+    #   ~0.5 GB each with cuDNN/cuBLAS loaded)                                       ≈ 2.0 GB
+    #   total ≈ 13.4 GB, leaving ~2.5 GB headroom (`restyle bench gpu` measures each part and
+    #   the sum: t4_mem_mb); CPU-only steps (preprocess, edges, postprocess, quality, stream
+    #   orchestration) take no GPU memory.
     "t4": Profile(
         name="t4",
         description="one 16 GB NVIDIA T4, fp16, real checkpoints (or --random-weights for speed runs)",

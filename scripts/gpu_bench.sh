@@ -7,6 +7,7 @@ set -euo pipefail
 dir=${1:-out/gpu-wheels}
 shift || true
 py=${PYTHON:-python3}
-"$py" -m pip install -q --no-index --find-links "$dir" diffusers typer rich pydantic-settings
+"$py" -m pip install -q --no-index --find-links "$dir" diffusers typer rich pydantic-settings sam2
+"$py" -m pip install -q --no-index --find-links "$dir" --no-deps ultralytics ultralytics-thop psutil
 "$py" -m pip install -q --no-index --no-deps --force-reinstall "$dir"/room_restyle-*.whl
 "$py" -c 'from restyle_cli.main import app; app()' bench gpu "$@"

@@ -6,7 +6,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from restyle.bench_diffusion import COMPILE_KEYS, GPU_KEYS, KEYS, LEVERS, medians
+from restyle import gpu_memory
+from restyle.bench_diffusion import COMPILE_KEYS, GPU_KEYS, KEYS, LEVERS, eager, medians
 from restyle_cli.bench import bench_app
 
 
@@ -81,6 +82,22 @@ def test_medians_keep_the_first_call_apart():
     assert first == {"a": 5000.0, "b": 9000.0}
 
 
+def test_eager_sets_compiled_code_aside():
+    """`bench gpu`'s quality_eager_ms runs the compiled engine through `eager`: no graph may be made."""
+    import torch
+
+    graphs = []
+
+    def counting(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    double = torch.compile(lambda x: x * 2, backend=counting)
+    x = torch.ones(3)
+    assert torch.equal(eager(lambda: double(x))(), x * 2) and graphs == []
+    assert torch.equal(double(x), x * 2) and len(graphs) == 1
+
+
 def test_bench_gpu_refuses_clearly_without_cuda(runner, tmp_path):
     result = runner.invoke(bench_app, ["gpu", "--json", str(tmp_path / "gpu.json")])
     assert result.exit_code == 2
@@ -98,12 +115,24 @@ def test_bench_gpu_rehearses_its_whole_run_on_the_cpu(runner, tmp_path):
     assert "building random tiny weights" in result.output and "not a figure" in result.output
     figures = json.loads(out.read_text())
     assert tuple(figures) == GPU_KEYS
-    assert (figures["gpu_name"], figures["compile"], figures["peak_mem_mb"]) == ("cpu", "aot_eager/blocks", None)
-    assert all(figures[k] > 0 for k in GPU_KEYS if k.endswith(("_ms", "_ratio")))
+    assert (figures["gpu_name"], figures["compile"]) == ("cpu", "aot_eager/blocks")
+    # every model of the memory figures built and ran (on a CPU there is no figure to take)
+    assert all(f"memory: {name}" in result.output for name in gpu_memory.MODELS)
+    assert "not measured" not in result.output
+    assert all(figures[k] is None for k in GPU_KEYS if "mem_mb" in k or k == "cuda_context_mb")
+    assert figures["gpu_processes"] == 4  # tritonserver + the t4 stubs of segmentation, room classification, engine
+    assert all(figures[k] > 0 for k in GPU_KEYS if k.endswith(("_ms", "_ratio", "_speedup")))
 
     result = runner.invoke(bench_app, ["gpu", "--device", "tpu"])
     assert result.exit_code == 2
     assert "--device 'tpu': choose cuda or cpu" in result.output
+
+
+def test_served_total_counts_a_context_per_process_and_nothing_unmeasured():
+    models = {"detection": 300.0, "depth": 1500.0, "segmentation": 400.0, "room_classification": 350.0}
+    assert gpu_memory.served_total(6000.0, models, 500.0, 4) == 6000 + 2550 + 2000
+    assert gpu_memory.served_total(6000.0, {**models, "segmentation": None}, 500.0, 4) is None
+    assert gpu_memory.served_total(None, models, 500.0, 4) is None
 
 
 def test_bench_gpu_refuses_an_unknown_compile_scope(runner):

@@ -1,0 +1,132 @@
+"""`restyle bench gpu`'s memory figures for the models beside the diffusion engine: each model the
+profile puts on the GPU, built with random weights of its architecture, alone on the device, its
+peak (weights + activations of one request at the largest batch its config lets Triton form).
+
+Segmentation and room classification run the serving classes themselves. Detection and depth are
+served as ONNX through onnxruntime's TensorRT provider, which the GPU hosts lack: their torch
+forward in the profile's dtype stands in (same weights; TensorRT's fused kernels and workspace
+differ). sam2 and ultralytics are imported only here, so the rest of the benchmark runs without
+them; a model whose package is missing is reported as not measured, not guessed.
+"""
+from __future__ import annotations
+
+import gc
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from restyle.pipeline import model_specs
+from restyle.profiles import Profile
+from restyle.samples import synthetic_scene
+
+MODELS = ("detection", "depth", "segmentation", "room_classification")
+
+
+def _detection(profile: Profile, device: str, dtype: torch.dtype, tmp: Path) -> Callable[[], object]:
+    from export.vision import load_yolo
+
+    net = load_yolo(weights=None, seed=0).model.to(device, dtype).eval()
+    s = profile.detection_size
+    x = torch.zeros(profile.batching.get("detection", 1), 3, s, s, device=device, dtype=dtype)
+    return lambda: net(x)
+
+
+def _depth(profile: Profile, device: str, dtype: torch.dtype, tmp: Path) -> Callable[[], object]:
+    from export.vision import load_depth
+
+    net, s = load_depth(weights=None, size=profile.model_size, seed=0)
+    net = net.to(device, dtype)
+    x = torch.zeros(profile.batching.get("depth", 1), 3, s, s, device=device, dtype=dtype)
+    return lambda: net(x)
+
+
+def _photo(profile: Profile) -> np.ndarray:
+    long = profile.working_long_side
+    return synthetic_scene(long * 3 // 4, long)[0]
+
+
+def _segmentation(profile: Profile, device: str, dtype: torch.dtype, tmp: Path) -> Callable[[], object]:
+    from export.vision import build_segmentation
+    from restyle.segmentation import Segmenter
+
+    build_segmentation(tmp, weights=None, size=profile.model_size, seed=0)
+    segmenter = Segmenter(tmp / "segmentation" / "sam2.pt", device=device)
+    img = _photo(profile)
+    h, w = img.shape[:2]
+    boxes = np.array([[w * i / 8, h / 4, w * (i + 3) / 8, h * 3 / 4] for i in range(4)], np.float32)
+    return lambda: segmenter.segment(img, boxes, np.ones(len(boxes), bool))
+
+
+def _room_classification(profile: Profile, device: str, dtype: torch.dtype, tmp: Path) -> Callable[[], object]:
+    from export.vision import build_room_classifier
+    from restyle.room_classification import RoomClassifier
+
+    build_room_classifier(tmp, weights=None, size=profile.model_size, seed=0)
+    classifier = RoomClassifier(tmp / "room_classifier", device, dtype)
+    img = _photo(profile)
+    return lambda: classifier.classify(img)
+
+
+LOADERS = {"detection": _detection, "depth": _depth, "segmentation": _segmentation,
+           "room_classification": _room_classification}
+
+
+def gpu_processes(profile: Profile) -> int:
+    """Processes holding a CUDA context when the profile serves: tritonserver (its onnxruntime
+    models run inside it) and one stub per instance of each python model that holds weights."""
+    return 1 + sum(profile.instance_count(spec.name) for spec in model_specs(profile)
+                   if spec.holds_weights and spec.backend == "python")
+
+
+def _free(device: str) -> None:
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
+def measure(profile: Profile, device: str, progress: Callable[[str], None] = lambda _: None) -> dict[str, float | None]:
+    """MiB per model in MODELS (None on a CPU, which has no such figure, or where the model's
+    package is missing); each model is built, run once and freed before the next."""
+    dtype = getattr(torch, profile.dtype) if device == "cuda" else torch.float32
+    peaks: dict[str, float | None] = {}
+    for name in MODELS:
+        _free(device)
+        before = torch.cuda.memory_allocated() if device == "cuda" else 0
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        progress(f"memory: {name}")
+        with tempfile.TemporaryDirectory(prefix=f"restyle-mem-{name}-") as tmp:
+            try:
+                run = LOADERS[name](profile, device, dtype, Path(tmp))
+            except ImportError as exc:
+                progress(f"memory: {name} not measured ({exc}): scripts/gpu_wheels.sh carries its package")
+                peaks[name] = None
+                continue
+            with torch.inference_mode():
+                run()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            peaks[name] = (torch.cuda.max_memory_allocated() - before) / 2**20 if device == "cuda" else None
+            del run
+    _free(device)
+    return peaks
+
+
+def context_mb() -> float:
+    """What this process holds on the GPU outside torch's allocator: the CUDA context with the
+    kernels and library handles loaded so far (measured after everything ran, so all of them)."""
+    free, total = torch.cuda.mem_get_info()
+    return (total - free - torch.cuda.memory_reserved()) / 2**20
+
+
+def served_total(engine_mb: float | None, models: dict[str, float | None], context: float | None,
+                 processes: int) -> float | None:
+    """MiB the profile holds on the GPU while serving: the engine, every other model, and a CUDA
+    context per process (None unless every part was measured)."""
+    parts = [engine_mb, *models.values(), context]
+    if None in parts:
+        return None
+    return engine_mb + sum(models.values()) + context * processes
