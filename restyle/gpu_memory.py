@@ -6,7 +6,7 @@ Segmentation and room classification run the serving classes themselves. Detecti
 served as ONNX through onnxruntime's TensorRT provider, which the GPU hosts lack: their torch
 forward in the profile's dtype stands in (same weights; TensorRT's fused kernels and workspace
 differ). sam2 and ultralytics are imported only here, so the rest of the benchmark runs without
-them; a model whose package is missing is reported as not measured, not guessed.
+them; a model that cannot be built or run there is reported as not measured, never guessed.
 """
 from __future__ import annotations
 
@@ -88,8 +88,9 @@ def _free(device: str) -> None:
 
 
 def measure(profile: Profile, device: str, progress: Callable[[str], None] = lambda _: None) -> dict[str, float | None]:
-    """MiB per model in MODELS (None on a CPU, which has no such figure, or where the model's
-    package is missing); each model is built, run once and freed before the next."""
+    """MiB per model in MODELS (None on a CPU, which has no such figure, or where the model could
+    not be built or run there: said through ``progress``); each is built, run once and freed
+    before the next."""
     dtype = getattr(torch, profile.dtype) if device == "cuda" else torch.float32
     peaks: dict[str, float | None] = {}
     for name in MODELS:
@@ -99,17 +100,21 @@ def measure(profile: Profile, device: str, progress: Callable[[str], None] = lam
             torch.cuda.reset_peak_memory_stats()
         progress(f"memory: {name}")
         with tempfile.TemporaryDirectory(prefix=f"restyle-mem-{name}-") as tmp:
+            # A host without the model's package (or with a torchvision of another torch) loses
+            # this one figure, not the diffusion figures measured before it.
+            run = None
             try:
                 run = LOADERS[name](profile, device, dtype, Path(tmp))
-            except ImportError as exc:
-                progress(f"memory: {name} not measured ({exc}): scripts/gpu_wheels.sh carries its package")
+                with torch.inference_mode():
+                    run()
+                if device == "cuda":
+                    torch.cuda.synchronize()
+            except Exception as exc:  # noqa: BLE001 - reported, and the figure stays empty
+                progress(f"memory: {name} not measured ({type(exc).__name__}: {exc}); "
+                         "scripts/gpu_wheels.sh carries the packages it needs")
                 peaks[name] = None
-                continue
-            with torch.inference_mode():
-                run()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            peaks[name] = (torch.cuda.max_memory_allocated() - before) / 2**20 if device == "cuda" else None
+            else:
+                peaks[name] = (torch.cuda.max_memory_allocated() - before) / 2**20 if device == "cuda" else None
             del run
     _free(device)
     return peaks

@@ -135,6 +135,21 @@ def test_served_total_counts_a_context_per_process_and_nothing_unmeasured():
     assert gpu_memory.served_total(None, models, 500.0, 4) is None
 
 
+def test_a_model_that_cannot_be_built_loses_only_its_own_memory_figure(monkeypatch):
+    from restyle.profiles import get_profile
+
+    def missing(*args):
+        raise ImportError("No module named 'sam2'")
+
+    ran = []
+    fine = lambda *args: lambda: ran.append(1)  # noqa: E731
+    monkeypatch.setattr(gpu_memory, "LOADERS", {**{name: fine for name in gpu_memory.MODELS}, "segmentation": missing})
+    said = []
+    peaks = gpu_memory.measure(get_profile("tiny"), "cpu", said.append)
+    assert set(peaks) == set(gpu_memory.MODELS) and len(ran) == 3
+    assert "memory: segmentation not measured (ImportError: No module named 'sam2')" in " ".join(said)
+
+
 def test_bench_gpu_refuses_an_unknown_compile_scope(runner):
     result = runner.invoke(bench_app, ["gpu", "--compile-scope", "layers"])
     assert result.exit_code == 2
