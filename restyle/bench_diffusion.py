@@ -30,11 +30,6 @@ GPU_KEYS = ("gpu_name", "compile", "baseline_ms", "quality_ms", "balanced_ms", "
             # the same engine's quality mode with torch.compile set aside, round-robin with the rest:
             # what the compiled code gains over eager, measured side by side (1.0 when nothing is compiled)
             "quality_eager_ms", "compile_speedup",
-            # restyle.gpu_memory: the other models of the t4 profile alone on the GPU, the CUDA
-            # context of one process, and all of it as the profile serves (engine + models +
-            # a context per GPU process): the figure the 16 GB T4 must hold
-            "peak_mem_mb_detection", "peak_mem_mb_depth", "peak_mem_mb_segmentation",
-            "peak_mem_mb_room_classification", "cuda_context_mb", "gpu_processes", "t4_mem_mb",
             # each mode's first call: torch.compile's graphs for this size, then one run
             "quality_first_ms", "balanced_first_ms", "fast_first_ms")
 # `bench compile`: what a compiled engine's start costs and whether it then serves like eager
@@ -246,9 +241,7 @@ def run_gpu(model_dir: Path, *, size: int, repeats: int, compile_backend: str | 
     figures of GPU_KEYS. Baseline and engine are measured one after the other, each with the
     GPU to itself, so each peak memory is its own. On ``device="cpu"`` (float32, no memory
     figure) the very same run rehearses a host's install and this code on tiny weights."""
-    from restyle import gpu_memory
     from restyle.diffusion import Restyler
-    from restyle.profiles import get_profile
 
     cuda = device == "cuda"
     if cuda:
@@ -275,18 +268,9 @@ def run_gpu(model_dir: Path, *, size: int, repeats: int, compile_backend: str | 
     ms.update(measured("engine", calls))
     if cuda:
         progress(f"peak memory: baseline {peaks['baseline']:.0f} MiB, engine {peaks['engine']:.0f} MiB")
-    del engine, calls
-    profile = get_profile("t4" if cuda else "tiny")
-    models = gpu_memory.measure(profile, device, progress)
     result = {"gpu_name": torch.cuda.get_device_name() if cuda else "cpu",
               "peak_mem_mb": round(peaks["engine"]) if cuda else None,
-              "compile": f"{compile_backend}/{compile_scope}" if compile_backend else "none",
-              "gpu_processes": gpu_memory.gpu_processes(get_profile("t4"))}
-    result.update({f"peak_mem_mb_{name}": None if mb is None else round(mb) for name, mb in models.items()})
-    context = gpu_memory.context_mb() if cuda else None
-    result["cuda_context_mb"] = None if context is None else round(context)
-    total = gpu_memory.served_total(peaks["engine"], models, context, result["gpu_processes"])
-    result["t4_mem_mb"] = None if total is None else round(total)
+              "compile": f"{compile_backend}/{compile_scope}" if compile_backend else "none"}
     result.update({f"{name}_ms": round(value, 1) for name, value in ms.items()})
     result.update({f"{name}_first_ms": round(value, 1) for name, value in first.items()})
     result.update(_ratios(ms))

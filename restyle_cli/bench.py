@@ -203,6 +203,10 @@ def gpu(
             out = bench_diffusion.run_gpu(model_dir, size=size, repeats=repeats or (3 if quick else 10),
                                           compile_backend=backend, compile_scope=scope, device=device,
                                           progress=progress)
+        # after the engine is gone, so each model has the GPU to itself
+        from export import gpu_memory
+
+        out.update(gpu_memory.figures(out["peak_mem_mb"], device, progress))
     except RuntimeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)

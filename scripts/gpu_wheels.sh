@@ -18,7 +18,7 @@ hub=$("$py" -c 'import huggingface_hub; print(huggingface_hub.__version__)')
 # the host installs only what it lacks. Versions as tested in .venv.
 "$py" -m pip download -q --python-version 3.12 --only-binary=:all: -d "$dir" \
   "diffusers==$diffusers" "huggingface-hub==$hub" typer rich pydantic-settings
-# The memory figures (restyle/gpu_memory.py) also build SAM2 and YOLOv8n. sam2 is an sdist: built
+# The memory figures (export/gpu_memory.py) also build SAM2 and YOLOv8n. sam2 is an sdist: built
 # here without its optional CUDA extension (pure Python) and retagged for any Python; hydra's antlr4
 # runtime and the iopath sam2 asks for are sdists too. torchvision pairs with the hosts' torch (2.11 -> 0.26.0; --no-deps, so no
 # torch travels). ultralytics goes --no-deps: building and running a model needs none of its plotting

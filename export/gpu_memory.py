@@ -1,6 +1,6 @@
-"""`restyle bench gpu`'s memory figures for the models beside the diffusion engine: each model the
-profile puts on the GPU, built with random weights of its architecture, alone on the device, its
-peak (weights + activations of one request at the largest batch its config lets Triton form).
+"""`restyle bench gpu`'s memory figures for the models beside the diffusion engine (here, beside
+their builders): each model the profile puts on the GPU, built with random weights of its
+architecture, alone on the device, its peak (weights + activations of one request at the largest batch its config lets Triton form).
 
 Segmentation and room classification run the serving classes themselves. Detection and depth are
 served as ONNX through onnxruntime's TensorRT provider, which the GPU hosts lack: their torch
@@ -19,10 +19,14 @@ import numpy as np
 import torch
 
 from restyle.pipeline import model_specs
-from restyle.profiles import Profile
+from restyle.profiles import Profile, get_profile
 from restyle.samples import synthetic_scene
 
 MODELS = ("detection", "depth", "segmentation", "room_classification")
+# Each model's peak, the CUDA context of one process, how many processes hold one when the t4
+# profile serves, and all of it together (engine + models + a context per process): the figure a
+# 16 GB T4 must hold.
+MEMORY_KEYS = (*(f"peak_mem_mb_{name}" for name in MODELS), "cuda_context_mb", "gpu_processes", "t4_mem_mb")
 
 
 def _detection(profile: Profile, device: str, dtype: torch.dtype, tmp: Path) -> Callable[[], object]:
@@ -135,3 +139,17 @@ def served_total(engine_mb: float | None, models: dict[str, float | None], conte
     if None in parts:
         return None
     return engine_mb + sum(models.values()) + context * processes
+
+
+def figures(engine_mb: float | None, device: str, progress: Callable[[str], None] = lambda _: None) -> dict:
+    """MEMORY_KEYS, the t4 profile's models measured on ``device`` (the tiny profile's sizes on a
+    CPU, where every MiB figure is None: a rehearsal of the code)."""
+    cuda = device == "cuda"
+    models = measure(get_profile("t4" if cuda else "tiny"), device, progress)
+    context = context_mb() if cuda else None
+    processes = gpu_processes(get_profile("t4"))
+    total = served_total(engine_mb, models, context, processes)
+    out = {f"peak_mem_mb_{name}": None if mb is None else round(mb) for name, mb in models.items()}
+    out.update(cuda_context_mb=None if context is None else round(context), gpu_processes=processes,
+               t4_mem_mb=None if total is None else round(total))
+    return {key: out[key] for key in MEMORY_KEYS}
