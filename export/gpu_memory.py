@@ -20,7 +20,7 @@ import torch
 
 from restyle.pipeline import model_specs
 from restyle.profiles import Profile, get_profile
-from restyle.samples import synthetic_scene
+from restyle.samples import synthetic_room
 
 MODELS = ("detection", "depth", "segmentation", "room_classification")
 # Each model's peak, the CUDA context of one process, how many processes hold one when the t4
@@ -49,7 +49,7 @@ def _depth(profile: Profile, device: str, dtype: torch.dtype, tmp: Path) -> Call
 
 def _photo(profile: Profile) -> np.ndarray:
     long = profile.working_long_side
-    return synthetic_scene(long * 3 // 4, long)[0]
+    return synthetic_room(long, long * 3 // 4)
 
 
 def _segmentation(profile: Profile, device: str, dtype: torch.dtype, tmp: Path) -> Callable[[], object]:
@@ -95,12 +95,13 @@ def measure(profile: Profile, device: str, progress: Callable[[str], None] = lam
     """MiB per model in MODELS (None on a CPU, which has no such figure, or where the model could
     not be built or run there: said through ``progress``); each is built, run once and freed
     before the next."""
-    dtype = getattr(torch, profile.dtype) if device == "cuda" else torch.float32
+    cuda = device == "cuda"
+    dtype = getattr(torch, profile.dtype) if cuda else torch.float32
     peaks: dict[str, float | None] = {}
     for name in MODELS:
         _free(device)
-        before = torch.cuda.memory_allocated() if device == "cuda" else 0
-        if device == "cuda":
+        if cuda:
+            before = torch.cuda.memory_allocated()
             torch.cuda.reset_peak_memory_stats()
         progress(f"memory: {name}")
         with tempfile.TemporaryDirectory(prefix=f"restyle-mem-{name}-") as tmp:
@@ -111,14 +112,14 @@ def measure(profile: Profile, device: str, progress: Callable[[str], None] = lam
                 run = LOADERS[name](profile, device, dtype, Path(tmp))
                 with torch.inference_mode():
                     run()
-                if device == "cuda":
+                if cuda:
                     torch.cuda.synchronize()
             except Exception as exc:  # noqa: BLE001 - reported, and the figure stays empty
                 progress(f"memory: {name} not measured ({type(exc).__name__}: {exc}); "
                          "scripts/gpu_wheels.sh carries the packages it needs")
                 peaks[name] = None
             else:
-                peaks[name] = (torch.cuda.max_memory_allocated() - before) / 2**20 if device == "cuda" else None
+                peaks[name] = (torch.cuda.max_memory_allocated() - before) / 2**20 if cuda else None
             del run
     _free(device)
     return peaks
@@ -152,4 +153,4 @@ def figures(engine_mb: float | None, device: str, progress: Callable[[str], None
     out = {f"peak_mem_mb_{name}": None if mb is None else round(mb) for name, mb in models.items()}
     out.update(cuda_context_mb=None if context is None else round(context), gpu_processes=processes,
                t4_mem_mb=None if total is None else round(total))
-    return {key: out[key] for key in MEMORY_KEYS}
+    return out  # in MEMORY_KEYS' order: models in MODELS' order, then the three
