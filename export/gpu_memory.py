@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +97,7 @@ def measure(profile: Profile, device: str, progress: Callable[[str], None] = lam
     not be built or run there: said through ``progress``); each is built, run once and freed
     before the next."""
     cuda = device == "cuda"
-    dtype = getattr(torch, profile.dtype) if cuda else torch.float32
+    dtype = getattr(torch, profile.dtype)
     peaks: dict[str, float | None] = {}
     for name in MODELS:
         _free(device)
@@ -143,12 +144,13 @@ def served_total(engine_mb: float | None, models: dict[str, float | None], conte
 
 
 def figures(engine_mb: float | None, device: str, progress: Callable[[str], None] = lambda _: None) -> dict:
-    """MEMORY_KEYS, the t4 profile's models measured on ``device`` (the tiny profile's sizes on a
-    CPU, where every MiB figure is None: a rehearsal of the code)."""
+    """MEMORY_KEYS, the t4 profile's models measured on ``device`` (on a CPU, where every MiB figure
+    is None, a rehearsal of the code: the tiny profile's sizes in the t4 profile's dtype)."""
     cuda = device == "cuda"
-    models = measure(get_profile("t4" if cuda else "tiny"), device, progress)
+    t4 = get_profile("t4")
+    models = measure(t4 if cuda else replace(get_profile("tiny"), dtype=t4.dtype), device, progress)
     context = context_mb() if cuda else None
-    processes = gpu_processes(get_profile("t4"))
+    processes = gpu_processes(t4)
     total = served_total(engine_mb, models, context, processes)
     out = {f"peak_mem_mb_{name}": None if mb is None else round(mb) for name, mb in models.items()}
     out.update(cuda_context_mb=None if context is None else round(context), gpu_processes=processes,

@@ -239,14 +239,15 @@ def run_gpu(model_dir: Path, *, size: int, repeats: int, compile_backend: str | 
             compile_scope: str = "blocks", device: str = "cuda", progress=lambda _: None) -> dict:
     """t4 architectures with random full-size fp16 weights on whatever CUDA GPU is here: the
     figures of GPU_KEYS. Baseline and engine are measured one after the other, each with the
-    GPU to itself, so each peak memory is its own. On ``device="cpu"`` (float32, no memory
-    figure) the very same run rehearses a host's install and this code on tiny weights."""
+    GPU to itself, so each peak memory is its own. On ``device="cpu"`` (no memory figure) the
+    very same run, fp16 and channels_last included, rehearses a host's install and this code on
+    tiny weights."""
     from restyle.diffusion import Restyler
 
     cuda = device == "cuda"
     if cuda:
         check_gpu()
-    dtype, scene = (torch.float16 if cuda else torch.float32), Scene.make(size)
+    dtype, scene = torch.float16, Scene.make(size)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     peaks: dict[str, float | None] = {}
     first: dict[str, float] = {}
@@ -262,7 +263,8 @@ def run_gpu(model_dir: Path, *, size: int, repeats: int, compile_backend: str | 
     baseline = load_baseline(model_dir, device, dtype)
     ms = measured("baseline", {"baseline": baseline_call(baseline, scene)})
     del baseline
-    engine = Restyler.load(model_dir, device, dtype, compile_backend=compile_backend, compile_scope=compile_scope)
+    engine = Restyler.load(model_dir, device, dtype, compile_backend=compile_backend, compile_scope=compile_scope,
+                           channels_last=True)
     calls = {speed: engine_call(engine, scene, speed) for speed in SPEEDS}
     calls["quality_eager"] = eager(calls["quality"])
     ms.update(measured("engine", calls))

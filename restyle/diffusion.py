@@ -156,11 +156,14 @@ class Restyler:
 
     @classmethod
     def load(cls, model_dir: Path, device: str = "cpu", dtype: torch.dtype = torch.float32,
-             compile_backend: str | Callable | None = None, compile_scope: str = "blocks") -> "Restyler":
+             compile_backend: str | Callable | None = None, compile_scope: str = "blocks",
+             channels_last: bool | None = None) -> "Restyler":
         """Load ``model_dir/{sd,controlnet_depth,controlnet_canny,lcm_lora}`` (export/diffusion.py's
         layout). ``compile_backend``: torch.compile the UNets and ControlNets with it, over
         ``compile_scope`` (COMPILE_SCOPES); then warm_up() before serving: compiling happens at a
-        graph's first call."""
+        graph's first call. ``channels_last``: the denoisers' memory format, by default on CUDA
+        (cuDNN's fp16 convolutions want NHWC); a CPU can run the GPU's fp16 + channels_last path
+        too, slowly, which is how tests and `bench gpu --device cpu` rehearse it."""
         from diffusers import (
             ControlNetModel,
             LCMScheduler,
@@ -209,10 +212,12 @@ class Restyler:
         fast.unload_lora_weights()  # the fused weights stay; the LoRA layers go
 
         denoisers = [pipe.unet, lcm_unet, *controlnet.nets]
+        if channels_last is None:
+            channels_last = device.startswith("cuda")
         for model in denoisers:
             model.fuse_qkv_projections()  # one matmul for q, k, v (after the LoRA is fused into them)
             model.requires_grad_(False)  # inference only (dynamo guards on it: one flag for all four)
-            if device.startswith("cuda"):
+            if channels_last:
                 model.to(memory_format=torch.channels_last)
         cuts = StepCuts(pipe.unet, controlnet)
         counter = EvalCounter()

@@ -170,7 +170,8 @@ def gpu(
     repeats: int = typer.Option(None, help="timed runs per contender"),
     size: int = typer.Option(None, help="image side in pixels (default 512; 128 with --device cpu)"),
     device: str = typer.Option("cuda", help="'cpu' rehearses the same run on tiny random weights "
-                               "(float32, no memory figure): a check of a host's install, never a figure"),
+                               "(fp16 and channels_last as on a GPU, no memory figure): a check of a host's "
+                               "install and of the GPU's code path, never a figure"),
     compile_backend: str = typer.Option("t4", "--compile", help="torch.compile backend for the engine, "
                                         "'t4' for the t4 profile's, 'none' for eager"),
     compile_scope: str = typer.Option("t4", "--compile-scope", help="what it compiles: 'model' (each "
@@ -211,4 +212,4 @@ def gpu(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
     what = "GPU" if cuda else "CPU rehearsal, tiny weights, not a figure"
-    _show(f"{what}: engine vs bare diffusers ({size}x{size}, {'fp16' if cuda else 'fp32'}, 20 steps)", out, json_path)
+    _show(f"{what}: engine vs bare diffusers ({size}x{size}, fp16, 20 steps)", out, json_path)

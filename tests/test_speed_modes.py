@@ -121,6 +121,29 @@ def test_structure_of_faster_modes_stays_near_quality(restyler):
     assert scores["fast"] >= scores["quality"] - STRUCTURE_TOLERANCE, scores
 
 
+def test_gpu_path_fp16_channels_last_matches_float32(restyler, model_dir, room):
+    """The t4 profile's weights and layout (fp16, denoisers in channels_last), run here on the CPU:
+    a dtype or layout mismatch anywhere in the engine (control embeddings, DeepCache's kept
+    features, the LCM copy, the inpaint path) raises here instead of on a GPU's first request.
+    Every speed and the furniture mode stay within 4/255 per pixel of float32 (fp16 rounding
+    through 20 steps of random tiny weights: 2/255 measured), with the same evaluations.
+    The comparison needs the seed's noise to be the same in both dtypes, as under the pinned torch 2.14;
+    torch 2.11's CPU randn draws other numbers in fp16 (the GPU hosts' torch: other images per seed
+    there, as between any two torch versions, not wrong ones)."""
+    half_noise, noise = (torch.randn(64, generator=torch.Generator().manual_seed(5), dtype=dtype)
+                         for dtype in (torch.float16, torch.float32))
+    assert torch.allclose(half_noise.float(), noise, atol=1e-2), f"torch {torch.__version__} draws other fp16 noise"
+    half = Restyler.load(model_dir, "cpu", torch.float16, channels_last=True)
+    unet = half.pipes["uni_pc"][0].unet
+    assert unet.dtype == torch.float16 and unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    for speed, mode in (("quality", "full"), ("balanced", "full"), ("fast", "full"), ("balanced", "furniture")):
+        want, want_evals = run(restyler, room, speed=speed, mode=mode)
+        got, got_evals = run(half, room, speed=speed, mode=mode)
+        diff = np.abs(got.astype(int) - want.astype(int))
+        assert got_evals == want_evals, speed
+        assert diff.max() <= 4 and diff.mean() < 0.5, (speed, mode, diff.max(), diff.mean())
+
+
 @pytest.mark.parametrize("scope", COMPILE_SCOPES)
 def test_compiled_denoisers_warm_up_then_match_eager(model_dir, scope):
     """The t4 profile's compile path (torch.compile of every UNet's and ControlNet's forward, or of
