@@ -80,9 +80,11 @@ def load_baseline(model_dir: Path, device: str, dtype: torch.dtype):
 
 
 def baseline_call(pipe, scene: Scene) -> Callable[[], object]:
+    from restyle.diffusion import fit_prompt
     from restyle.styles import build_prompt
 
-    positive, negative = build_prompt(STYLE, ROOM)
+    # the engine's prompts: same tokens to encode, and no truncation warning from diffusers per call
+    positive, negative = (fit_prompt(pipe.tokenizer, text) for text in build_prompt(STYLE, ROOM))
     h, w = scene.image.shape[:2]
     return lambda: pipe(positive, negative_prompt=negative, image=[_rgb(scene.depth), _rgb(scene.edges)],
                         height=h, width=w, num_inference_steps=BASELINE_STEPS,

@@ -121,6 +121,16 @@ def _to_uint8_map(x: np.ndarray, hw: tuple[int, int], name: str) -> np.ndarray:
     return a
 
 
+def fit_prompt(tokenizer, text: str) -> str:
+    """Drop trailing comma-separated phrases until the prompt fits CLIP's 77 tokens, so the
+    cut falls between phrases (build_prompt puts the generic style detail last)."""
+    limit, parts = tokenizer.model_max_length, text.split(", ")
+    # verbose=False: an over-long prompt is what is being measured, not a mistake to warn of
+    while len(parts) > 1 and len(tokenizer(", ".join(parts), truncation=False, verbose=False).input_ids) > limit:
+        parts.pop()
+    return ", ".join(parts)
+
+
 def _rgb(gray: np.ndarray):
     from PIL import Image
     return Image.fromarray(np.repeat(gray[..., None], 3, axis=2))
@@ -276,7 +286,9 @@ class Restyler:
         fast = params.speed == "fast"
         cuts = cuts or CUTS[params.speed]
         guidance = FAST_GUIDANCE if fast else float(params.guidance)
-        positive, negative = map(self._fit_prompt, build_prompt(params.style, params.room_type, params.prompt))
+        tokenizer = self.pipes["uni_pc"][0].tokenizer
+        positive, negative = (fit_prompt(tokenizer, text)
+                              for text in build_prompt(params.style, params.room_type, params.prompt))
         common = dict(
             prompt=positive, negative_prompt=negative, control_image=[_rgb(depth_map), _rgb(edge_map)],
             height=h, width=w, num_inference_steps=params.num_steps, guidance_scale=guidance,
@@ -324,16 +336,6 @@ class Restyler:
             self.generate(*synthetic_scene(h, w), None,
                           parse_request(style="modern", room_type="living room", speed=speed, seed=0))
             report(f"diffusion warm-up {i}/{len(runs)}: {speed} at {w}x{h} in {time.perf_counter() - t0:.1f} s")
-
-    def _fit_prompt(self, text: str) -> str:
-        """Drop trailing comma-separated phrases until the prompt fits CLIP's 77 tokens, so the
-        cut falls between phrases (build_prompt puts the generic style detail last)."""
-        tokenizer = self.pipes["uni_pc"][0].tokenizer
-        limit, parts = tokenizer.model_max_length, text.split(", ")
-        # verbose=False: an over-long prompt is what is being measured, not a mistake to warn of
-        while len(parts) > 1 and len(tokenizer(", ".join(parts), truncation=False, verbose=False).input_ids) > limit:
-            parts.pop()
-        return ", ".join(parts)
 
     @staticmethod
     def _paste_back(source: np.ndarray, result: np.ndarray, repaint: np.ndarray) -> np.ndarray:

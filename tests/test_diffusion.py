@@ -6,7 +6,7 @@ import torch
 from export.diffusion import build_diffusion
 from restyle import cancellation
 from restyle.contract import MODES, GenerationParams, InvalidRequest, parse_request
-from restyle.diffusion import Restyler, effective_mode
+from restyle.diffusion import Restyler, effective_mode, fit_prompt
 
 STEPS = 3  # enough to exercise the loop; the 20-step timing is measured outside the tests
 H, W = 128, 192
@@ -183,11 +183,11 @@ def test_load_names_missing_folders(tmp_path):
 
 
 def test_prompts_are_cut_between_phrases_to_fit_clip(restyler):
-    fitted = restyler._fit_prompt("a modern living room, " + ", ".join(["clean lines"] * 40))
-    assert fitted.startswith("a modern living room") and not fitted.endswith(",")
     tokenizer = restyler.pipes["uni_pc"][0].tokenizer
+    fitted = fit_prompt(tokenizer, "a modern living room, " + ", ".join(["clean lines"] * 40))
+    assert fitted.startswith("a modern living room") and not fitted.endswith(",")
     assert len(tokenizer(fitted).input_ids) <= tokenizer.model_max_length
-    assert restyler._fit_prompt("a boho kitchen") == "a boho kitchen"
+    assert fit_prompt(tokenizer, "a boho kitchen") == "a boho kitchen"
 
 
 def test_raising_from_the_callback_stops_the_loop_at_that_step(restyler, room):
