@@ -121,6 +121,8 @@ def measure(profile: Profile, device: str, progress: Callable[[str], None] = lam
                 peaks[name] = None
             else:
                 peaks[name] = (torch.cuda.max_memory_allocated() - before) / 2**20 if cuda else None
+                if cuda:
+                    progress(f"memory: {name} {peaks[name]:.0f} MiB")
             del run
     _free(device)
     return peaks

@@ -119,7 +119,10 @@ def medians(calls: dict[str, Callable[[], object]], repeats: int, sync: Callable
         for name, call in calls.items():
             progress(f"repeat {r + 1}/{repeats} {name}")
             times[name].append(timed(call))
-    return {name: statistics.median(values) for name, values in times.items()}
+    out = {name: statistics.median(values) for name, values in times.items()}
+    # said as soon as known: a run cut short (a device call's time limit) keeps these in its log
+    progress("medians: " + ", ".join(f"{name} {ms:.1f} ms" for name, ms in out.items()))
+    return out
 
 
 def eager(call: Callable[[], object]) -> Callable[[], object]:

@@ -113,6 +113,8 @@ def test_bench_gpu_rehearses_its_whole_run_on_the_cpu(runner, tmp_path):
                                        "--compile", "aot_eager", "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "building random tiny weights" in result.output and "not a figure" in result.output
+    # each side's medians are in the log as soon as measured (a device call cut short keeps them)
+    assert "medians: baseline" in result.output and "medians: quality" in result.output
     figures = json.loads(out.read_text())
     assert tuple(figures) == GPU_KEYS + gpu_memory.MEMORY_KEYS
     assert (figures["gpu_name"], figures["compile"]) == ("cpu", "aot_eager/blocks")
