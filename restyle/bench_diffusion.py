@@ -30,6 +30,9 @@ GPU_KEYS = ("gpu_name", "compile", "baseline_ms", "quality_ms", "balanced_ms", "
             # the same engine's quality mode with torch.compile set aside, round-robin with the rest:
             # what the compiled code gains over eager, measured side by side (1.0 when nothing is compiled)
             "quality_eager_ms", "compile_speedup",
+            # cuDNN's autotuner on (cudnn_tuned) against the default, round-robin, and that pair's peak
+            # memory (its workspace): whether the t4 profile should turn it on (it does not yet)
+            "quality_cudnn_benchmark_ms", "cudnn_benchmark_speedup", "peak_mem_mb_cudnn_benchmark",
             # each mode's first call: torch.compile's graphs for this size, then one run
             "quality_first_ms", "balanced_first_ms", "fast_first_ms")
 # `bench compile`: what a compiled engine's start costs and whether it then serves like eager
@@ -128,6 +131,19 @@ def medians(calls: dict[str, Callable[[], object]], repeats: int, sync: Callable
 def eager(call: Callable[[], object]) -> Callable[[], object]:
     """``call`` with every torch.compile'd function in it run eagerly (dynamo's force_eager stance)."""
     return torch.compiler.set_stance("force_eager")(call)
+
+
+def cudnn_tuned(call: Callable[[], object]) -> Callable[[], object]:
+    """``call`` with cuDNN's autotuner on (torch.backends.cudnn.benchmark): each convolution's
+    fastest algorithm, timed at the first call of each shape, for more workspace memory."""
+    def tuned():
+        before = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = True
+        try:
+            return call()
+        finally:
+            torch.backends.cudnn.benchmark = before
+    return tuned
 
 
 def count_evals(engine, scene: Scene, speed: str, cuts: Cuts | None = None) -> int:
@@ -273,8 +289,12 @@ def run_gpu(model_dir: Path, *, size: int, repeats: int, compile_backend: str | 
     calls = {speed: engine_call(engine, scene, speed) for speed in SPEEDS}
     calls["quality_eager"] = eager(calls["quality"])
     ms.update(measured("engine", calls))
+    # apart, so that the engine's peak above is the served configuration's (autotuner off)
+    tuned = measured("cudnn_benchmark", {"quality_untuned": calls["quality"],
+                                         "quality_cudnn_benchmark": cudnn_tuned(calls["quality"])})
     if cuda:
-        progress(f"peak memory: baseline {peaks['baseline']:.0f} MiB, engine {peaks['engine']:.0f} MiB")
+        progress(f"peak memory: baseline {peaks['baseline']:.0f} MiB, engine {peaks['engine']:.0f} MiB, "
+                 f"with cuDNN's autotuner {peaks['cudnn_benchmark']:.0f} MiB")
     result = {"gpu_name": torch.cuda.get_device_name() if cuda else "cpu",
               "peak_mem_mb": round(peaks["engine"]) if cuda else None,
               "compile": f"{compile_backend}/{compile_scope}" if compile_backend else "none"}
@@ -282,6 +302,9 @@ def run_gpu(model_dir: Path, *, size: int, repeats: int, compile_backend: str | 
     result.update({f"{name}_first_ms": round(value, 1) for name, value in first.items()})
     result.update(_ratios(ms))
     result["compile_speedup"] = round(ms["quality_eager"] / ms["quality"], 3)
+    result["quality_cudnn_benchmark_ms"] = round(tuned["quality_cudnn_benchmark"], 1)
+    result["cudnn_benchmark_speedup"] = round(tuned["quality_untuned"] / tuned["quality_cudnn_benchmark"], 3)
+    result["peak_mem_mb_cudnn_benchmark"] = round(peaks["cudnn_benchmark"]) if cuda else None
     return {key: result[key] for key in GPU_KEYS}
 
 

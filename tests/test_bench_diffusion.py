@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from export import gpu_memory
-from restyle.bench_diffusion import COMPILE_KEYS, GPU_KEYS, KEYS, LEVERS, eager, medians
+from restyle.bench_diffusion import COMPILE_KEYS, GPU_KEYS, KEYS, LEVERS, cudnn_tuned, eager, medians
 from restyle_cli.bench import bench_app
 
 
@@ -96,6 +96,24 @@ def test_eager_sets_compiled_code_aside():
     x = torch.ones(3)
     assert torch.equal(eager(lambda: double(x))(), x * 2) and graphs == []
     assert torch.equal(double(x), x * 2) and len(graphs) == 1
+
+
+def test_cudnn_tuned_turns_the_autotuner_on_for_its_call_only():
+    """`bench gpu`'s quality_cudnn_benchmark_ms: the flag is on during the call, and back as it was
+    after it, also when the call raises (the other contenders run with the default)."""
+    import torch
+
+    seen = []
+    assert torch.backends.cudnn.benchmark is False
+    assert cudnn_tuned(lambda: seen.append(torch.backends.cudnn.benchmark) or "out")() == "out"
+
+    def failing():
+        seen.append(torch.backends.cudnn.benchmark)
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError):
+        cudnn_tuned(failing)()
+    assert seen == [True, True] and torch.backends.cudnn.benchmark is False
 
 
 def test_bench_gpu_refuses_clearly_without_cuda(runner, tmp_path):
