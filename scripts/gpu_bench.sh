@@ -7,7 +7,9 @@ set -euo pipefail
 dir=${1:-out/gpu-wheels}
 shift || true
 py=${PYTHON:-python3}
-"$py" -m pip install -q --no-index --find-links "$dir" diffusers typer rich pydantic-settings
+# --upgrade: the CLI's own stack at least at the versions tested here (a host's older typer, with its
+# newer click, cannot even build the command line); the rest of what the host has is kept.
+"$py" -m pip install -q --no-index --find-links "$dir" --upgrade diffusers typer rich pydantic-settings
 # Only the memory figures of segmentation and detection need these (torchvision pairs with one torch
 # release): without them those two figures are reported as not measured, and the rest still runs.
 "$py" -m pip install -q --no-index --find-links "$dir" sam2 ||
