@@ -108,21 +108,18 @@ def measure(profile: Profile, device: str, progress: Callable[[str], None] = lam
         with tempfile.TemporaryDirectory(prefix=f"restyle-mem-{name}-") as tmp:
             # A host without the model's package (or with a torchvision of another torch) loses
             # this one figure, not the diffusion figures measured before it.
-            run = None
+            run, peaks[name] = None, None
             try:
                 run = LOADERS[name](profile, device, dtype, Path(tmp))
                 with torch.inference_mode():
                     run()
                 if cuda:
                     torch.cuda.synchronize()
+                    peaks[name] = (torch.cuda.max_memory_allocated() - before) / 2**20
+                    progress(f"memory: {name} {peaks[name]:.0f} MiB")
             except Exception as exc:  # noqa: BLE001 - reported, and the figure stays empty
                 progress(f"memory: {name} not measured ({type(exc).__name__}: {exc}); "
                          "scripts/gpu_wheels.sh carries the packages it needs")
-                peaks[name] = None
-            else:
-                peaks[name] = (torch.cuda.max_memory_allocated() - before) / 2**20 if cuda else None
-                if cuda:
-                    progress(f"memory: {name} {peaks[name]:.0f} MiB")
             del run
     _free(device)
     return peaks
